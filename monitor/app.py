@@ -1,0 +1,279 @@
+"""Wiring: configuration + model backends + sinks -> a running monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monitor.config import AppConfig, CameraConfig
+from pipeline.alerts import AlertMachine, AlertSettings
+from pipeline.backend import ModelBackend
+from pipeline.camera import CameraPipeline, CameraSettings, WindowItem
+from pipeline.judge import Judge, JudgeSettings
+from pipeline.motion import MotionGate
+from pipeline.queues import ThreadToAsyncQueue
+from pipeline.records import CameraStatus, Frame
+from pipeline.sampling import FrameSampler
+from pipeline.sources import SourceSettings, VideoSource
+from pipeline.windows import SlidingWindows
+from pipeline.worker import InferenceWorker
+from sinks.base import Sink, SinkHub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSummary:
+    """What happened on one camera during a run."""
+
+    camera: str
+    frames_read: int
+    frames_sampled: int
+    frames_gated: int
+    frames_dropped: int
+    described: int
+    windows: int
+    events: int
+    errors: int
+    source_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """The outcome of :meth:`Monitor.run`."""
+
+    cameras: tuple[CameraSummary, ...]
+    seconds: float
+    stopped: bool
+    """True when the run was interrupted (signal or time limit) rather than reaching the end of its files."""
+
+    @property
+    def failed(self) -> tuple[CameraSummary, ...]:
+        """Cameras whose file source could not be read through."""
+        return tuple(c for c in self.cameras if c.source_error is not None)
+
+
+class _Camera:
+    """One camera's parts: decode thread, frame queue and pipeline stage."""
+
+    def __init__(self, source: VideoSource, frames: ThreadToAsyncQueue[Frame], stage: CameraPipeline) -> None:
+        self.source = source
+        self.frames = frames
+        self.stage = stage
+
+    def status(self) -> CameraStatus:
+        st = self.source.stats
+        return CameraStatus(
+            camera=self.stage.camera,
+            wall_time=time.time(),
+            connected=st.connected,
+            fps=st.fps,
+            frames_read=st.frames_read,
+            frames_sampled=st.frames_sampled,
+            frames_gated=self.stage.counters.gated,
+            frames_dropped=self.frames.dropped,
+            queue_depth=len(self.frames),
+            error=st.error,
+        )
+
+    def summary(self, live: bool) -> CameraSummary:
+        st, c = self.source.stats, self.stage.counters
+        return CameraSummary(
+            camera=self.stage.camera,
+            frames_read=st.frames_read,
+            frames_sampled=st.frames_sampled,
+            frames_gated=c.gated,
+            frames_dropped=self.frames.dropped,
+            described=c.described,
+            windows=c.windows,
+            events=c.events,
+            errors=c.errors,
+            source_error=None if live else st.error,
+        )
+
+
+def judge_settings(cfg: AppConfig) -> JudgeSettings:
+    """The judge settings of a configuration."""
+    j = cfg.judge
+    return JudgeSettings(
+        system=j.system,
+        prompt=j.prompt,
+        answers=j.answers,
+        explain_prompt=j.explain_prompt,
+        explain_max_new_tokens=j.explain_max_new_tokens,
+    )
+
+
+class Monitor:
+    """Runs every configured camera through one shared inference worker (two with a separate judge model)."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        *,
+        describer: ModelBackend,
+        judge: ModelBackend,
+        sinks: Sequence[Sink],
+        max_seconds: float | None = None,
+        drain_timeout_s: float = 2.0,
+    ) -> None:
+        if not cfg.cameras:
+            raise ValueError("no cameras configured: add [[cameras]] to the config or pass --source")
+        if not describer.supports_images:
+            raise ValueError(f"model {describer.name!r} cannot describe images: configure a vision-language model")
+        self.cfg = cfg
+        self.describer = describer
+        self.judge_backend = judge
+        self.sinks = sinks
+        self.max_seconds = max_seconds
+        self.drain_timeout_s = drain_timeout_s
+
+    def _build_camera(
+        self, cam: CameraConfig, worker: InferenceWorker, judge: Judge, hub: SinkHub
+    ) -> _Camera:
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        sampling = cfg.sampling_for(cam)
+        frames: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(
+            maxsize=cam.queue_size, policy=cam.queue_policy, loop=loop
+        )
+        source = VideoSource(
+            SourceSettings(
+                camera=cam.name,
+                url=cam.url,
+                live=cam.is_live,
+                realtime=cam.realtime,
+                loop=cam.loop,
+                open_timeout_s=cam.open_timeout_s,
+                read_timeout_s=cam.read_timeout_s,
+                reconnect_initial_s=cam.reconnect_initial_s,
+                reconnect_max_s=cam.reconnect_max_s,
+                rtsp_transport=cam.rtsp_transport,
+                image_max_side=cfg.model.image_max_side,
+            ),
+            sampler=FrameSampler(every_n_frames=sampling.every_n_frames, fps=sampling.fps),
+            queue=frames,
+        )
+        stage = CameraPipeline(
+            CameraSettings(
+                camera=cam.name,
+                describe_prompt=cam.prompt or cfg.model.prompt,
+                max_new_tokens=cfg.model.max_new_tokens,
+                max_inflight=cfg.model.max_batch,
+                context=cam.context,
+                judge_template=cam.judge_prompt,
+                snapshot_quality=cfg.alerting.snapshot_quality,
+            ),
+            frames=frames,
+            describer=worker,
+            judge=judge,
+            gate=MotionGate(
+                threshold=sampling.motion_threshold,
+                max_reuse_s=sampling.motion_max_reuse_s,
+                enabled=bool(sampling.motion_gate),
+            ),
+            windows=SlidingWindows[WindowItem](size=cfg.windows.size, stride=cfg.windows.stride),
+            alerts=AlertMachine(
+                cam.name,
+                AlertSettings(
+                    threshold=cfg.alerting.threshold,
+                    hysteresis=cfg.alerting.hysteresis,
+                    min_duration_s=cfg.alerting.min_duration_s,
+                    cooldown_s=cfg.alerting.cooldown_s,
+                ),
+            ),
+            emit=hub.publish,
+        )
+        return _Camera(source, frames, stage)
+
+    async def run(self, stop: asyncio.Event | None = None) -> RunSummary:
+        """Run until every file source has ended, ``stop`` is set, or ``max_seconds`` have passed."""
+        cfg = self.cfg
+        stop = stop or asyncio.Event()
+        t0 = time.monotonic()
+        describe_worker = InferenceWorker(
+            self.describer, max_batch=cfg.model.max_batch, max_wait_ms=cfg.model.max_wait_ms, name="vlm"
+        )
+        judge_worker = describe_worker
+        if self.judge_backend is not self.describer:
+            judge_worker = InferenceWorker(
+                self.judge_backend, max_batch=cfg.model.max_batch, max_wait_ms=cfg.model.max_wait_ms, name="judge"
+            )
+        judge = Judge(judge_worker, judge_settings(cfg))
+        workers = {describe_worker, judge_worker}
+        interrupted = False
+        async with SinkHub(self.sinks, maxsize=cfg.outputs.sink_queue_size) as hub:
+            cameras = [self._build_camera(cam, describe_worker, judge, hub) for cam in cfg.cameras]
+            for w in workers:
+                w.start()
+            for c in cameras:
+                c.source.start()
+            stages = {asyncio.create_task(c.stage.run(), name=f"camera-{c.stage.camera}"): c for c in cameras}
+            status_task = asyncio.create_task(self._report_status(cameras, hub), name="status")
+            stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
+            try:
+                remaining = set(stages)
+                deadline = None if self.max_seconds is None else t0 + self.max_seconds
+                while remaining and not stop.is_set():
+                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    done, _ = await asyncio.wait(
+                        remaining | {stop_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    remaining -= done
+                    if deadline is not None and time.monotonic() >= deadline:
+                        log.info("time limit of %.0f s reached", self.max_seconds)
+                        break
+                interrupted = bool(remaining)
+                if remaining:
+                    await self._shutdown(cameras, remaining, workers)
+                for task in stages:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        log.error("camera %s stopped with an error: %r", stages[task].stage.camera,
+                                  task.exception())
+            finally:
+                stop_task.cancel()
+                status_task.cancel()
+                for c in cameras:
+                    c.source.stop()
+                for w in workers:
+                    await asyncio.to_thread(w.stop, 1.0)
+                for c in cameras:
+                    hub.publish(c.status())
+        summary = RunSummary(
+            cameras=tuple(c.summary(cfg.cameras[i].is_live) for i, c in enumerate(cameras)),
+            seconds=time.monotonic() - t0,
+            stopped=interrupted,
+        )
+        for cs in summary.cameras:
+            log.info(
+                "%s: %d frames read, %d sampled, %d described, %d gated, %d dropped, %d windows, %d events%s",
+                cs.camera, cs.frames_read, cs.frames_sampled, cs.described, cs.frames_gated, cs.frames_dropped,
+                cs.windows, cs.events, f"; FAILED: {cs.source_error}" if cs.source_error else "",
+            )
+        return summary
+
+    async def _shutdown(
+        self, cameras: list[_Camera], remaining: set[asyncio.Task[None]], workers: set[InferenceWorker]
+    ) -> None:
+        """Stop sources, let the stages drain briefly, then stop the model and cancel what is left."""
+        for c in cameras:
+            c.source.stop()
+        _, still = await asyncio.wait(remaining, timeout=self.drain_timeout_s)
+        if still:
+            for w in workers:  # fail pending model requests so the stages finish promptly
+                await asyncio.to_thread(w.stop, 0.5)
+            _, still = await asyncio.wait(still, timeout=1.0)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=1.0)
+
+    async def _report_status(self, cameras: list[_Camera], hub: SinkHub) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.outputs.status_interval_s)
+            for c in cameras:
+                hub.publish(c.status())

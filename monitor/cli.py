@@ -1,0 +1,240 @@
+"""The ``monitor`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from monitor.config import AppConfig, CameraConfig, ConfigError, load
+from monitor.env import hf_token, load_env_file, secrets_to_hide
+from monitor.logs import setup_logging
+from pipeline.backend import ModelBackend, ModelLoadError
+from pipeline.redaction import redact_url
+
+log = logging.getLogger("monitor")
+
+DEFAULT_CONFIG = Path("config.toml")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _load_config(path: Path | None) -> AppConfig:
+    """The given config file, else ./config.toml if present, else the built-in defaults."""
+    if path is not None:
+        return load(path)
+    return load(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else AppConfig()
+
+
+def _camera_name(url: str, taken: set[str]) -> str:
+    parts = urlsplit(url)
+    base = Path(parts.path).stem if parts.path else (parts.hostname or "camera")
+    if not base:
+        base = parts.hostname or "camera"
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", base).strip("-")[:48] or "camera"
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def sources_as_cameras(sources: Sequence[str]) -> tuple[CameraConfig, ...]:
+    """Cameras for ``--source`` arguments: files are read once at full speed, streams are live."""
+    taken: set[str] = set()
+    return tuple(CameraConfig(name=_camera_name(src, taken), url=src) for src in sources)
+
+
+def _preflight_files(cfg: AppConfig) -> AppConfig:
+    """Report file sources that do not exist (one line each) and leave them out."""
+    keep = []
+    for cam in cfg.cameras:
+        if not cam.is_live and not Path(cam.url).is_file():
+            what = "is a directory, not a video file" if Path(cam.url).is_dir() else "file not found"
+            log.error("camera %r: %s: %s", cam.name, cam.url, what)
+        else:
+            keep.append(cam)
+    return cfg.model_copy(update={"cameras": tuple(keep)})
+
+
+def load_backends(cfg: AppConfig) -> tuple[ModelBackend, ModelBackend]:
+    """Load the vision-language model and the judge (the same object unless a judge model is configured)."""
+    from pipeline.hf_backend import TransformersBackend
+
+    token = hf_token()
+    m, j = cfg.model, cfg.judge
+    describer = TransformersBackend(
+        m.id, device=m.device, dtype=m.dtype, revision=m.revision, attn_implementation=m.attn_implementation,
+        token=token, chat_template=j.chat_template if j.model is None else "auto",
+    )
+    if j.model is None:
+        return describer, describer
+    judge = TransformersBackend(
+        j.model, device=j.device or m.device, dtype=j.dtype or m.dtype, revision=j.revision,
+        attn_implementation=m.attn_implementation, token=token, chat_template=j.chat_template,
+    )
+    return describer, judge
+
+
+def _apply_overrides(cfg: AppConfig, args: argparse.Namespace) -> AppConfig:
+    update: dict[str, object] = {}
+    if getattr(args, "model", None):
+        update["model"] = cfg.model.model_copy(update={"id": args.model})
+    if getattr(args, "judge_model", None):
+        update["judge"] = cfg.judge.model_copy(update={"model": args.judge_model})
+    if getattr(args, "source", None):
+        update["cameras"] = sources_as_cameras(args.source)
+    if getattr(args, "output", None):
+        update["outputs"] = cfg.outputs.model_copy(update={"dir": Path(args.output)})
+    return cfg.model_copy(update=update)
+
+
+# -- commands ----------------------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    cfg = load(path)
+    print(f"{path}: OK")
+    print(f"  model: {cfg.model.id} (device {cfg.model.device}, dtype {cfg.model.dtype}, batch {cfg.model.max_batch})")
+    print(f"  judge: {cfg.judge.model or 'the model itself'}")
+    print(f"  windows: size {cfg.windows.size}, stride {cfg.windows.stride}; alert threshold {cfg.alerting.threshold}")
+    for cam in cfg.cameras:
+        kind = "live" if cam.is_live else ("file, paced" if cam.realtime else "file")
+        print(f"  camera {cam.name}: {redact_url(cam.url)} ({kind})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.app import Monitor
+    from sinks.jsonl_sink import JsonLinesSink
+    from sinks.log_sink import LogSink
+
+    cfg = _apply_overrides(_load_config(args.config), args)
+    setup_logging(args.log_level or cfg.log_level, secrets_to_hide(c.url for c in cfg.cameras))
+    if not cfg.cameras:
+        return _fail("no cameras: add [[cameras]] to the config or pass --source URL_OR_PATH")
+    requested = len(cfg.cameras)
+    cfg = _preflight_files(cfg)
+    if not cfg.cameras:
+        return _fail("none of the sources can be read")
+    describer, judge = load_backends(cfg)
+    sinks: list = [LogSink(log_descriptions=cfg.outputs.log_descriptions)]
+    if cfg.outputs.jsonl:
+        sinks.append(JsonLinesSink(cfg.outputs.dir))
+        log.info("writing results to %s", cfg.outputs.dir / "results.jsonl")
+    monitor = Monitor(cfg, describer=describer, judge=judge, sinks=sinks, max_seconds=args.max_seconds)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signame: str) -> None:
+            if stop.is_set():
+                log.warning("second %s: exiting now", signame)
+                os._exit(EXIT_INTERRUPTED)
+            log.info("%s received: shutting down", signame)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        summary = await monitor.run(stop)
+        if summary.failed or len(summary.cameras) < requested:
+            return EXIT_FAILED
+        return EXIT_OK
+
+    return asyncio.run(main())
+
+
+def cmd_eval_judge(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from monitor.app import judge_settings
+    from monitor.eval_judge import read_labelled, report, score_items
+    from pipeline.hf_backend import TransformersBackend
+
+    cfg = _load_config(args.config)
+    setup_logging(args.log_level or cfg.log_level, secrets_to_hide(()))
+    items = read_labelled(Path(args.file))
+    model = args.judge_model or cfg.judge.model or cfg.model.id
+    backend = TransformersBackend(
+        model, device=cfg.judge.device or cfg.model.device, dtype=cfg.judge.dtype or cfg.model.dtype,
+        token=hf_token(), chat_template=cfg.judge.chat_template,
+    )
+    with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
+        scores = score_items(
+            backend, judge_settings(cfg), items, window=args.window, batch_size=args.batch_size,
+            progress=bar.update,
+        )
+    for line in report(items, scores).lines():
+        print(line)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monitor", description="Real-time video anomaly monitor (Gemma 3).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the pipeline on cameras or files")
+    run.add_argument("--config", type=Path, help="configuration file (default: ./config.toml if present)")
+    run.add_argument("--source", action="append", metavar="URL_OR_PATH",
+                     help="a camera URL or video file; replaces the configured cameras (repeatable)")
+    run.add_argument("--model", metavar="ID_OR_DIR", help="vision-language model (hub id or local directory)")
+    run.add_argument("--judge-model", metavar="ID_OR_DIR", help="separate text-only judge model")
+    run.add_argument("--max-seconds", type=float, metavar="S", help="stop after this many seconds")
+    run.add_argument("--output", type=Path, metavar="DIR", help="folder for results.jsonl and snapshots")
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("path", nargs="?", default=str(DEFAULT_CONFIG), metavar="PATH")
+    check.set_defaults(func=cmd_check_config)
+
+    ev = sub.add_parser("eval-judge", help="score labelled descriptions; print ROC-AUC and AP")
+    ev.add_argument("file", metavar="FILE.jsonl")
+    ev.add_argument("--config", type=Path, help="configuration file (judge prompt and answers)")
+    ev.add_argument("--judge-model", metavar="ID_OR_DIR", help="judge model (default: the configured judge)")
+    ev.add_argument("--window", type=int, default=1, metavar="N",
+                    help="judge each text with the N-1 previous texts of its video (default 1)")
+    ev.add_argument("--batch-size", type=int, default=8, metavar="B")
+    ev.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ev.set_defaults(func=cmd_eval_judge)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``monitor`` console script."""
+    from monitor.eval_judge import DataError
+
+    args = build_parser().parse_args(argv)
+    if getattr(args, "window", 1) < 1 or getattr(args, "batch_size", 1) < 1:
+        return _fail("--window and --batch-size must be at least 1")
+    if getattr(args, "max_seconds", None) is not None and args.max_seconds <= 0:
+        return _fail("--max-seconds must be positive")
+    load_env_file(Path(".env"))
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        for key, msg in exc.problems:
+            print(f"error: {exc.source}: {key + ': ' if key else ''}{msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ModelLoadError, DataError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

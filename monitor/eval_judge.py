@@ -1,0 +1,146 @@
+"""``monitor eval-judge``: score labelled descriptions with the judge and report ROC-AUC and AP."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.metrics import average_precision, roc_auc
+from pipeline.backend import ModelBackend
+from pipeline.judge import JudgeSettings, expected_score, judge_prompt
+
+
+class DataError(Exception):
+    """A labelled file is unusable; the message names the file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """One labelled description."""
+
+    video: str
+    start: float
+    end: float
+    text: str
+    label: int
+    category: str = ""
+
+
+def read_labelled(path: Path) -> list[Labelled]:
+    """Read a JSON-lines file of ``video``, ``start``, ``end``, ``text``, ``label`` (and ``category``)."""
+    items: list[Labelled] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+            label = obj["label"]
+            if label not in (0, 1) or isinstance(label, bool):
+                raise ValueError(f"label must be 0 or 1, got {label!r}")
+            if not isinstance(obj["text"], str):
+                raise ValueError("text must be a string")
+            start = float(obj.get("start", 0.0))
+            end = float(obj.get("end", start))
+            if not (math.isfinite(start) and math.isfinite(end)):
+                raise ValueError("start and end must be finite numbers")
+            items.append(Labelled(str(obj["video"]), start, end, obj["text"], int(label), str(obj.get("category", ""))))
+        except KeyError as exc:
+            raise DataError(f"{path}:{n}: missing field {exc.args[0]!r}") from None
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{path}:{n}: {exc}") from None
+    if not items:
+        raise DataError(f"{path}: no labelled lines")
+    return items
+
+
+def window_texts(items: Sequence[Labelled], window: int) -> list[tuple[str, ...]]:
+    """For each item (in input order), its text preceded by up to ``window - 1`` earlier texts of its video."""
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    by_video: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        by_video[it.video].append(i)
+    out: list[tuple[str, ...]] = [()] * len(items)
+    for idxs in by_video.values():
+        idxs.sort(key=lambda i: (items[i].start, items[i].end))
+        for pos, i in enumerate(idxs):
+            out[i] = tuple(items[j].text for j in idxs[max(0, pos - window + 1) : pos + 1])
+    return out
+
+
+def score_items(
+    backend: ModelBackend,
+    settings: JudgeSettings,
+    items: Sequence[Labelled],
+    *,
+    window: int = 1,
+    batch_size: int = 8,
+    context: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> npt.NDArray[np.float64]:
+    """The judge's score for every item, in batches of forward passes."""
+    prompts = [judge_prompt(settings, texts, context) for texts in window_texts(items, window)]
+    scores = np.empty(len(prompts), dtype=np.float64)
+    for a in range(0, len(prompts), batch_size):
+        chunk = prompts[a : a + batch_size]
+        scores[a : a + len(chunk)] = expected_score(backend.answer_probs(chunk, settings.answers))
+        if progress is not None:
+            progress(len(chunk))
+    return scores
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeReport:
+    """Figures of one evaluation."""
+
+    n: int
+    roc_auc: float
+    ap: float
+    auc_vs_normal_videos: float | None
+    auc_vs_anomalous_videos: float | None
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.auc_vs_normal_videos is not None:
+            out.append(f"roc_auc anomalous segments vs normal videos: {self.auc_vs_normal_videos:.4f}")
+        if self.auc_vs_anomalous_videos is not None:
+            out.append(
+                f"roc_auc anomalous segments vs normal segments of anomalous videos: {self.auc_vs_anomalous_videos:.4f}"
+            )
+        out.append(f"roc_auc={self.roc_auc:.4f} ap={self.ap:.4f} n={self.n}")
+        return out
+
+
+def report(items: Sequence[Labelled], scores: npt.NDArray[np.float64]) -> JudgeReport:
+    """Overall ROC-AUC and AP, and AUC against each kind of negative."""
+    y = np.array([it.label for it in items], dtype=bool)
+    anomalous_videos = {it.video for it in items if it.label == 1}
+    neg_in_anom = np.array([it.label == 0 and it.video in anomalous_videos for it in items])
+    neg_in_normal = ~y & ~neg_in_anom
+
+    def sub_auc(neg: npt.NDArray[np.bool_]) -> float | None:
+        mask = y | neg
+        return roc_auc(y[mask], scores[mask]) if neg.any() and y.any() else None
+
+    return JudgeReport(
+        n=len(items),
+        roc_auc=roc_auc(y, scores),
+        ap=average_precision(y, scores),
+        auc_vs_normal_videos=sub_auc(neg_in_normal),
+        auc_vs_anomalous_videos=sub_auc(neg_in_anom),
+    )

@@ -1,0 +1,159 @@
+"""The alert state machine: window scores -> events with a lifecycle (new, update, end)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from pipeline.records import Event, EventChange, WindowScore
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """Threshold with hysteresis, minimum duration and cooldown, all in seconds of stream time."""
+
+    threshold: float = 0.7
+    hysteresis: float = 0.1
+    min_duration_s: float = 0.0
+    cooldown_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not 0 <= self.hysteresis < self.threshold:
+            raise ValueError(f"hysteresis must be in [0, threshold), got {self.hysteresis}")
+        if self.min_duration_s < 0 or self.cooldown_s < 0:
+            raise ValueError("min_duration_s and cooldown_s must not be negative")
+
+
+def new_event_id(wall_time: float) -> str:
+    """A unique, roughly time-ordered event id such as ``1764085412.512-3f9a1c``."""
+    return f"{wall_time:.3f}-{secrets.token_hex(3)}"
+
+
+@dataclass(slots=True)
+class _Candidate:
+    since: float
+    since_wall: float
+    peak: WindowScore
+    snapshot: bytes | None
+
+
+class AlertMachine:
+    """Turns one camera's window scores into events.
+
+    * An event starts when scores have stayed at or above ``threshold`` for ``min_duration_s`` (at the
+      first such window when it is 0) and the camera is not cooling down.
+    * While it lasts, a higher score raises its peak (new snapshot and descriptions): an ``update``.
+    * It ends at the first window below ``threshold - hysteresis``; no new event starts for
+      ``cooldown_s`` after that.
+    """
+
+    RECENT = 32
+
+    def __init__(
+        self, camera: str, settings: AlertSettings, *, id_factory: Callable[[float], str] = new_event_id
+    ) -> None:
+        self.camera = camera
+        self.settings = settings
+        self._new_id = id_factory
+        self.active: Event | None = None
+        self._candidate: _Candidate | None = None
+        self._cooldown_until = float("-inf")
+        self._recent: OrderedDict[str, Event] = OrderedDict()
+        self.suppressed = 0
+        """Crossings ignored because of the cooldown."""
+
+    def wants_snapshot(self, score: float) -> bool:
+        """Whether a window with this score would start an event or raise a peak (so needs a snapshot)."""
+        if self.active is not None:
+            return score > self.active.peak_score
+        if score < self.settings.threshold:
+            return False
+        return self._candidate is None or score > self._candidate.peak.score
+
+    def update(self, ws: WindowScore, snapshot: bytes | None = None) -> list[EventChange]:
+        """Feed the next window score (in time order); return the event changes it causes."""
+        s = self.settings
+        if self.active is not None:
+            ev = self.active
+            if ws.score < s.threshold - s.hysteresis:
+                ended = replace(ev, end_time=ws.end_time, end_wall=ws.wall_time, score=ws.score)
+                self.active = None
+                self._cooldown_until = ws.end_time + s.cooldown_s
+                self._remember(ended)
+                return [EventChange("end", ev, ended)]
+            if ws.score > ev.peak_score:
+                raised = replace(
+                    ev,
+                    score=ws.score,
+                    peak_score=ws.score,
+                    peak_frame_index=ws.frame_indices[-1],
+                    descriptions=ws.descriptions,
+                    snapshot=snapshot if snapshot is not None else ev.snapshot,
+                )
+                self.active = raised
+                return [EventChange("update", ev, raised)]
+            self.active = replace(ev, score=ws.score)
+            return []
+        if ws.score < s.threshold:
+            self._candidate = None
+            return []
+        if ws.end_time < self._cooldown_until:
+            self.suppressed += 1
+            return []
+        cand = self._candidate
+        if cand is None:
+            cand = self._candidate = _Candidate(ws.start_time, ws.wall_time, ws, snapshot)
+        elif ws.score > cand.peak.score:
+            cand.peak, cand.snapshot = ws, snapshot if snapshot is not None else cand.snapshot
+        if ws.end_time - cand.since < s.min_duration_s:
+            return []
+        self._candidate = None
+        peak = cand.peak
+        ev = Event(
+            id=self._new_id(ws.wall_time),
+            camera=self.camera,
+            start_time=cand.since,
+            start_wall=cand.since_wall,
+            end_time=None,
+            end_wall=None,
+            peak_score=peak.score,
+            score=ws.score,
+            peak_frame_index=peak.frame_indices[-1],
+            descriptions=peak.descriptions,
+            snapshot=cand.snapshot,
+        )
+        self.active = ev
+        return [EventChange("new", None, ev)]
+
+    def set_explanation(self, event_id: str, text: str) -> EventChange | None:
+        """Attach an explanation to an active or recently ended event."""
+        if self.active is not None and self.active.id == event_id:
+            before = self.active
+            self.active = replace(before, explanation=text)
+            return EventChange("update", before, self.active)
+        before_ended = self._recent.get(event_id)
+        if before_ended is None:
+            return None
+        after = replace(before_ended, explanation=text)
+        self._recent[event_id] = after
+        return EventChange("update", before_ended, after)
+
+    def close(self, end_time: float, wall_time: float | None = None) -> EventChange | None:
+        """End the active event (end of stream or shutdown)."""
+        if self.active is None:
+            return None
+        ev = self.active
+        ended = replace(ev, end_time=max(end_time, ev.start_time), end_wall=wall_time or time.time())
+        self.active = None
+        self._remember(ended)
+        return EventChange("end", ev, ended)
+
+    def _remember(self, ev: Event) -> None:
+        self._recent[ev.id] = ev
+        while len(self._recent) > self.RECENT:
+            self._recent.popitem(last=False)

@@ -1,0 +1,246 @@
+"""The Hugging Face transformers backend: any chat-templated image-text-to-text model or causal LM."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from pipeline.backend import ChatPrompt, ModelLoadError
+from pipeline.records import Image
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("-", "device = 'cuda' but no CUDA GPU is available", "Set device = 'auto' or 'cpu'.")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` -> bfloat16 on CUDA, float32 on CPU (where bf16 matmuls are slow)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[dtype]
+
+
+def _looks_local(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
+
+
+def _explain_load_error(model: str, exc: BaseException) -> ModelLoadError:
+    from huggingface_hub import errors as hub_errors
+
+    text = str(exc)
+    if isinstance(exc, hub_errors.GatedRepoError) or "gated" in text.lower():
+        return ModelLoadError(
+            model,
+            "the repository is gated",
+            f"Accept its licence at https://huggingface.co/{model} and set HF_TOKEN (or HUGGINGFACE_API_KEY, "
+            "also read from .env) to a token of that account.",
+        )
+    if isinstance(exc, hub_errors.RepositoryNotFoundError | hub_errors.RevisionNotFoundError):
+        return ModelLoadError(
+            model,
+            "no such repository or revision on the Hugging Face Hub",
+            "Check the id (e.g. google/gemma-3-4b-it) or give a local directory; private repositories need HF_TOKEN.",
+        )
+    if isinstance(exc, hub_errors.LocalEntryNotFoundError) or "couldn't connect" in text or "offline" in text.lower():
+        return ModelLoadError(
+            model,
+            "the Hugging Face Hub cannot be reached and the model is not in the local cache",
+            f"On a machine with internet access run `hf download {model} --local-dir DIR`, copy DIR here and "
+            "set [model].id (or --model) to DIR.",
+        )
+    return ModelLoadError(model, f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "),
+                          "Check that it is a transformers model directory or hub id.")
+
+
+class TransformersBackend:
+    """Loads a model through ``from_pretrained`` (hub id or local directory) and serves batched requests.
+
+    Vision-language models (configs with a ``vision_config``) load with ``AutoProcessor`` and
+    ``AutoModelForImageTextToText``; text-only models with ``AutoTokenizer`` and ``AutoModelForCausalLM``.
+    Batches are left-padded; decoding is greedy.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        revision: str | None = None,
+        attn_implementation: str = "sdpa",
+        token: str | None = None,
+        chat_template: str = "auto",
+    ) -> None:
+        from transformers import AutoConfig
+
+        self._name = model
+        if _looks_local(model):
+            path = Path(model).expanduser()
+            if not path.is_dir():
+                raise ModelLoadError(model, "no such directory", "Give an existing model directory or a hub id.")
+            if not (path / "config.json").is_file():
+                raise ModelLoadError(
+                    model, "the directory has no config.json", "Point to a folder saved with save_pretrained."
+                )
+            model = str(path)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        kwargs: dict[str, Any] = {"revision": revision, "token": token}
+        t0 = time.monotonic()
+        try:
+            config = AutoConfig.from_pretrained(model, **kwargs)
+            self._vision = getattr(config, "vision_config", None) is not None
+            if self._vision:
+                from transformers import AutoModelForImageTextToText, AutoProcessor
+
+                self.processor: Any = AutoProcessor.from_pretrained(model, padding_side="left", **kwargs)
+                self.tokenizer: Any = self.processor.tokenizer
+                auto_model: Any = AutoModelForImageTextToText
+            else:
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left", **kwargs)
+                self.processor = None
+                auto_model = AutoModelForCausalLM
+            self.model: Any = auto_model.from_pretrained(
+                model, dtype=self.dtype, attn_implementation=attn_implementation, **kwargs
+            )
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise _explain_load_error(self._name, exc) from exc
+        self.model.to(self.device).eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        has_template = bool(getattr(self.tokenizer, "chat_template", None)) or bool(
+            getattr(self.processor, "chat_template", None)
+        )
+        if chat_template == "always" and not has_template:
+            raise ModelLoadError(self._name, "it has no chat template", "Set judge.chat_template = 'never' or 'auto'.")
+        self.use_chat_template = has_template and chat_template != "never"
+        self._answer_ids: dict[tuple[str, ...], torch.Tensor] = {}
+        self._eos = self._eos_ids()
+        log.info(
+            "loaded %s (%s, %s on %s) in %.1f s",
+            self._name,
+            type(self.model).__name__,
+            str(self.dtype).removeprefix("torch."),
+            self.device,
+            time.monotonic() - t0,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def supports_images(self) -> bool:
+        return self._vision
+
+    def _eos_ids(self) -> list[int]:
+        ids: set[int] = set()
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif eos:
+            ids.update(eos)
+        for tok in ("<end_of_turn>", self.tokenizer.eos_token):
+            tid = self.tokenizer.convert_tokens_to_ids(tok) if tok else None
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                ids.add(tid)
+        return sorted(ids)
+
+    # -- prompts -----------------------------------------------------------------------------------
+
+    def render(self, prompt: ChatPrompt) -> str:
+        """The exact text the model sees for a prompt (chat template, or plain text after BOS)."""
+        if self.use_chat_template:
+            messages: list[dict[str, Any]] = []
+            if prompt.system:
+                messages.append({"role": "system", "content": [{"type": "text", "text": prompt.system}]})
+            messages.append({"role": "user", "content": [{"type": "text", "text": prompt.user}]})
+            templater = self.processor if self.processor is not None else self.tokenizer
+            text: str = templater.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return text
+        bos = self.tokenizer.bos_token or ""
+        return f"{bos}{prompt.system}\n\n{prompt.user}" if prompt.system else f"{bos}{prompt.user}"
+
+    def _encode_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+    def answer_token_ids(self, answers: Sequence[str]) -> torch.Tensor:
+        """The single token id of each answer; raises ValueError naming an answer that is not one token."""
+        key = tuple(answers)
+        if key not in self._answer_ids:
+            ids = []
+            for answer in answers:
+                toks = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+                if len(toks) != 1:
+                    raise ValueError(f"judge answer {answer!r} is {len(toks)} tokens for {self._name}; it must be one")
+                ids.append(toks[0])
+            self._answer_ids[key] = torch.tensor(ids, device=self.device)
+        return self._answer_ids[key]
+
+    # -- the three operations ----------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def describe(self, images: Sequence[Image], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        if not self._vision:
+            raise RuntimeError(f"{self._name} is a text-only model and cannot describe images")
+        from PIL import Image as PILImage
+
+        texts = [
+            self.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            for p in prompts
+        ]
+        pil = [[PILImage.fromarray(img)] for img in images]
+        inputs = self.processor(text=texts, images=pil, return_tensors="pt", padding=True).to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        out = self.model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self._eos,
+            pad_token_id=self.tokenizer.pad_token_id, top_p=None, top_k=None,
+        )
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    @torch.inference_mode()
+    def answer_probs(self, prompts: Sequence[ChatPrompt], answers: Sequence[str]) -> npt.NDArray[np.float64]:
+        ids = self.answer_token_ids(answers)
+        enc = self._encode_texts([self.render(p) for p in prompts])
+        logits = self.model(**enc, logits_to_keep=1, use_cache=False).logits[:, -1, :].float()
+        logp = torch.log_softmax(logits, dim=-1)[:, ids]
+        probs = torch.softmax(logp, dim=-1)  # renormalised over the answer set
+        return np.asarray(probs.cpu().numpy(), dtype=np.float64)
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:
+        enc = self._encode_texts([self.render(p) for p in prompts])
+        out = self.model.generate(
+            **enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self._eos,
+            pad_token_id=self.tokenizer.pad_token_id, top_p=None, top_k=None,
+        )
+        new = out[:, enc["input_ids"].shape[1]:]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]

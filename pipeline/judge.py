@@ -1,0 +1,123 @@
+"""Judge prompts and scores: a window of descriptions -> an anomaly score in [0, 1]."""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.backend import ChatPrompt
+from pipeline.worker import InferenceWorker
+
+MAX_DESCRIPTION_CHARS = 600
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeSettings:
+    """The judge's prompts and answer set (see ``[judge]`` in config.toml)."""
+
+    system: str
+    prompt: str
+    answers: tuple[str, ...]
+    explain_prompt: str
+    explain_max_new_tokens: int = 48
+
+
+def sanitize(text: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> str:
+    """Make a model- or user-written text safe to embed in a prompt.
+
+    Control and invisible characters go, whitespace collapses to single spaces, angle brackets become
+    look-alikes so no text can open or close a chat turn (``<end_of_turn>``), and the length is capped.
+    """
+    text = _CONTROL.sub(" ", text)
+    text = text.replace("<", "‹").replace(">", "›")
+    text = _SPACE.sub(" ", text).strip()
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rstrip() + "…"
+    return text or "(nothing described)"
+
+
+def format_descriptions(descriptions: Sequence[str]) -> str:
+    """One quoted line per description, oldest first."""
+    return "\n".join(f'{i}. "{sanitize(d)}"' for i, d in enumerate(descriptions, 1))
+
+
+def fill(template: str, descriptions: Sequence[str], context: str | None) -> str:
+    """Fill ``{descriptions}`` and ``{context}`` without ``str.format`` (texts may contain braces)."""
+    ctx = f"Camera: {sanitize(context, 300)}\n" if context else ""
+    return template.replace("{context}", ctx).replace("{descriptions}", format_descriptions(descriptions))
+
+
+def judge_prompt(
+    settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None, template: str | None = None
+) -> ChatPrompt:
+    """The scoring prompt for one window."""
+    return ChatPrompt(settings.system, fill(template or settings.prompt, descriptions, context))
+
+
+def explain_prompt(settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
+    """The prompt asking why a window is anomalous."""
+    return ChatPrompt(settings.system, fill(settings.explain_prompt, descriptions, context))
+
+
+def expected_score(probs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Probability-weighted rank of the answers, scaled to [0, 1]: answers are ordered lowest anomaly first."""
+    probs = np.atleast_2d(probs)
+    k = probs.shape[1]
+    values = np.linspace(0.0, 1.0, k)
+    total = probs.sum(axis=1)
+    return np.asarray(np.clip((probs @ values) / np.where(total > 0, total, 1.0), 0.0, 1.0), dtype=np.float64)
+
+
+class ScoreCache:
+    """A small LRU of prompt -> score, so unchanged scenes do not cost another forward pass."""
+
+    def __init__(self, maxsize: int = 512) -> None:
+        self.maxsize = maxsize
+        self.hits = 0
+        self._items: OrderedDict[ChatPrompt, float] = OrderedDict()
+
+    def get(self, key: ChatPrompt) -> float | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+        return value
+
+    def put(self, key: ChatPrompt, value: float) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+
+
+class Judge:
+    """Scores windows and writes explanations through an inference worker, with a score cache."""
+
+    def __init__(self, worker: InferenceWorker, settings: JudgeSettings, *, cache_size: int = 512) -> None:
+        self.worker = worker
+        self.settings = settings
+        self.cache = ScoreCache(cache_size)
+
+    async def score(self, descriptions: Sequence[str], context: str | None = None, template: str | None = None) -> float:
+        """Anomaly score in [0, 1] of one window (one forward pass, or a cache hit)."""
+        prompt = judge_prompt(self.settings, descriptions, context, template)
+        cached = self.cache.get(prompt)
+        if cached is not None:
+            return cached
+        probs = await self.worker.answer_probs(prompt, self.settings.answers)
+        value = float(expected_score(probs)[0])
+        self.cache.put(prompt, value)
+        return value
+
+    async def explain(self, descriptions: Sequence[str], context: str | None = None) -> str:
+        """A short generated explanation of why a window is anomalous."""
+        prompt = explain_prompt(self.settings, descriptions, context)
+        text = await self.worker.generate(prompt, self.settings.explain_max_new_tokens)
+        return sanitize(text, 500)

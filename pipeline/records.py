@@ -1,0 +1,116 @@
+"""The small frozen records that flow between pipeline stages and out to sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Image = npt.NDArray[np.uint8]
+"""An RGB image, ``(height, width, 3)`` uint8."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Frame:
+    """A decoded, sampled frame of one camera.
+
+    ``stream_time`` is seconds on the source's own clock, kept monotonic across file loops and
+    reconnects; ``wall_time`` is the Unix time at which it was decoded.
+    """
+
+    camera: str
+    index: int
+    stream_time: float
+    wall_time: float
+    image: Image
+    thumb: npt.NDArray[np.uint8] = field(repr=False)
+    """A small grey-scale copy for motion gating."""
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """What the vision-language model said about one frame (or a reused earlier text)."""
+
+    camera: str
+    frame_index: int
+    stream_time: float
+    wall_time: float
+    text: str
+    reused: bool = False
+    """True when the motion gate skipped the model and the previous description was reused."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowScore:
+    """The judge's anomaly score for a sliding window of descriptions."""
+
+    camera: str
+    seq: int
+    start_time: float
+    end_time: float
+    wall_time: float
+    score: float
+    descriptions: tuple[str, ...]
+    frame_indices: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One anomaly event as it stands at a moment of its life."""
+
+    id: str
+    camera: str
+    start_time: float
+    start_wall: float
+    end_time: float | None
+    end_wall: float | None
+    peak_score: float
+    score: float
+    peak_frame_index: int
+    descriptions: tuple[str, ...]
+    explanation: str | None = None
+    snapshot: bytes | None = field(default=None, repr=False)
+    """JPEG of the frame behind the peak score."""
+
+    @property
+    def active(self) -> bool:
+        """Whether the event has not ended yet."""
+        return self.end_time is None
+
+
+EventChangeType = Literal["new", "update", "end"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventChange:
+    """A step in an event's life: ``before`` is None for ``new``."""
+
+    type: EventChangeType
+    before: Event | None
+    after: Event
+
+    @property
+    def camera(self) -> str:
+        return self.after.camera
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """Periodic health of one camera's stage."""
+
+    camera: str
+    wall_time: float
+    connected: bool
+    fps: float
+    frames_read: int
+    frames_sampled: int
+    frames_gated: int
+    frames_dropped: int
+    queue_depth: int
+    error: str | None = None
+
+
+Record = Description | WindowScore | EventChange | CameraStatus
+"""Everything a sink can receive."""

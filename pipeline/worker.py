@@ -1,0 +1,225 @@
+"""The inference worker: one thread owns a model and serves batched requests from every camera."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.backend import ChatPrompt, ModelBackend
+from pipeline.records import Image
+
+log = logging.getLogger(__name__)
+
+
+class RequestKind(str, Enum):
+    """Kinds of model work, in priority order: scores are one cheap forward pass and gate alerts."""
+
+    SCORE = "score"
+    DESCRIBE = "describe"
+    GENERATE = "generate"
+
+
+class WorkerClosed(Exception):
+    """The worker has stopped; the request was not served."""
+
+
+class WorkerBusy(Exception):
+    """Too many requests are pending (a bound that callers with in-flight limits never reach)."""
+
+
+@dataclass(slots=True)
+class _Request:
+    kind: RequestKind
+    key: Hashable
+    payload: Any
+    future: Future[Any]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class WorkerStats:
+    """What the worker has done; read from any thread."""
+
+    batches: dict[RequestKind, int] = field(default_factory=lambda: dict.fromkeys(RequestKind, 0))
+    items: dict[RequestKind, int] = field(default_factory=lambda: dict.fromkeys(RequestKind, 0))
+    busy_s: dict[RequestKind, float] = field(default_factory=lambda: dict.fromkeys(RequestKind, 0.0))
+    errors: int = 0
+    last_batch_size: int = 0
+    last_latency_s: float = 0.0
+
+    def mean_batch(self, kind: RequestKind) -> float:
+        return self.items[kind] / self.batches[kind] if self.batches[kind] else 0.0
+
+
+class InferenceWorker:
+    """Serves describe, score and generate requests from one thread, in batches.
+
+    A batch holds up to ``max_batch`` requests of one kind (and the same settings); the worker waits at
+    most ``max_wait_ms`` after the oldest request for a batch to fill. Score requests go first; among
+    the rest the oldest request wins, so explanations are never starved.
+    """
+
+    def __init__(
+        self,
+        backend: ModelBackend,
+        *,
+        max_batch: int = 8,
+        max_wait_ms: float = 50.0,
+        max_pending: int | None = None,
+        name: str = "inference",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.backend = backend
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.max_pending = max_pending or 64 * max_batch
+        self.stats = WorkerStats()
+        self._queues: dict[RequestKind, deque[_Request]] = {k: deque() for k in RequestKind}
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Refuse new requests, fail the pending ones, and wait (up to ``timeout``) for the current batch."""
+        with self._cond:
+            self._closed = True
+            pending = [r for q in self._queues.values() for r in q]
+            for q in self._queues.values():
+                q.clear()
+            self._cond.notify_all()
+        for r in pending:
+            if not r.future.done():
+                r.future.set_exception(WorkerClosed("the inference worker stopped"))
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> InferenceWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return sum(len(q) for q in self._queues.values())
+
+    # -- submitting --------------------------------------------------------------------------------
+
+    def submit(self, kind: RequestKind, key: Hashable, payload: Any) -> Future[Any]:
+        """Queue one request from any thread; the future resolves to its result."""
+        fut: Future[Any] = Future()
+        with self._cond:
+            if self._closed:
+                raise WorkerClosed("the inference worker has stopped")
+            if sum(len(q) for q in self._queues.values()) >= self.max_pending:
+                raise WorkerBusy(f"{self.max_pending} requests pending")
+            self._queues[kind].append(_Request(kind, key, payload, fut))
+            self._cond.notify()
+        return fut
+
+    async def describe(self, image: Image, prompt: str, max_new_tokens: int) -> str:
+        """Describe one image (batched with other cameras' frames)."""
+        result: str = await asyncio.wrap_future(
+            self.submit(RequestKind.DESCRIBE, ("describe", max_new_tokens), (image, prompt))
+        )
+        return result
+
+    async def answer_probs(self, prompt: ChatPrompt, answers: Sequence[str]) -> npt.NDArray[np.float64]:
+        """The judge's answer distribution for one prompt."""
+        result: npt.NDArray[np.float64] = await asyncio.wrap_future(
+            self.submit(RequestKind.SCORE, ("score", tuple(answers)), prompt)
+        )
+        return result
+
+    async def generate(self, prompt: ChatPrompt, max_new_tokens: int) -> str:
+        """Free text for one prompt."""
+        result: str = await asyncio.wrap_future(
+            self.submit(RequestKind.GENERATE, ("generate", max_new_tokens), prompt)
+        )
+        return result
+
+    # -- the thread --------------------------------------------------------------------------------
+
+    def _next_kind(self) -> RequestKind | None:
+        if self._queues[RequestKind.SCORE]:
+            return RequestKind.SCORE
+        heads = [(q[0].enqueued, k) for k, q in self._queues.items() if q]
+        return min(heads, key=lambda h: h[0])[1] if heads else None
+
+    def _take_batch(self) -> list[_Request] | None:
+        """Block until a batch is ready (full, or its oldest request waited max_wait); None when closed."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                kind = self._next_kind()
+                if kind is None:
+                    self._cond.wait()
+                    continue
+                q = self._queues[kind]
+                key = q[0].key
+                same = sum(1 for r in q if r.key == key)
+                remaining = q[0].enqueued + self.max_wait_s - time.monotonic()
+                if same < self.max_batch and remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                batch: list[_Request] = []
+                rest: deque[_Request] = deque()
+                while q:
+                    r = q.popleft()
+                    if r.key == key and len(batch) < self.max_batch:
+                        if r.future.set_running_or_notify_cancel():
+                            batch.append(r)
+                    else:
+                        rest.append(r)
+                q.extend(rest)
+                if batch:
+                    return batch
+
+    def _run(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            kind = batch[0].kind
+            t0 = time.monotonic()
+            try:
+                results = self._execute(kind, batch)
+            except Exception as exc:
+                self.stats.errors += 1
+                log.error("%s batch of %d failed on %s: %s", kind.value, len(batch), self.backend.name, exc)
+                for r in batch:
+                    r.future.set_exception(exc)
+                continue
+            dt = time.monotonic() - t0
+            st = self.stats
+            st.batches[kind] += 1
+            st.items[kind] += len(batch)
+            st.busy_s[kind] += dt
+            st.last_batch_size, st.last_latency_s = len(batch), dt
+            for r, res in zip(batch, results, strict=True):
+                r.future.set_result(res)
+
+    def _execute(self, kind: RequestKind, batch: list[_Request]) -> Sequence[Any]:
+        setting = batch[0].key[1]  # type: ignore[index]
+        if kind is RequestKind.DESCRIBE:
+            return self.backend.describe([r.payload[0] for r in batch], [r.payload[1] for r in batch], setting)
+        if kind is RequestKind.SCORE:
+            return list(self.backend.answer_probs([r.payload for r in batch], setting))
+        return self.backend.generate([r.payload for r in batch], setting)

@@ -1,0 +1,129 @@
+"""The one interface every sink implements, and the hub that isolates sinks from the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+from pipeline.records import Record
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Consumes records. ``handle`` may be slow or fail: the hub isolates it from scoring."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Acquire resources (files, connections)."""
+        ...
+
+    async def handle(self, record: Record) -> None:
+        """Deliver one record."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release resources."""
+        ...
+
+
+class SinkRunner:
+    """Feeds one sink from its own bounded queue (drop oldest when full, counted); failures are counted."""
+
+    def __init__(self, sink: Sink, *, maxsize: int = 1000) -> None:
+        self.sink = sink
+        self.maxsize = maxsize
+        self.handled = 0
+        self.failed = 0
+        self.dropped = 0
+        self._items: deque[Record] = deque()
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._last_error_log = 0.0
+
+    def offer(self, record: Record) -> None:
+        """Queue a record without blocking (called on the event loop)."""
+        if len(self._items) >= self.maxsize:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(record)
+        self._ready.set()
+
+    @property
+    def depth(self) -> int:
+        return len(self._items)
+
+    async def run(self) -> None:
+        """Deliver queued records until closed and drained."""
+        while True:
+            while self._items:
+                record = self._items.popleft()
+                try:
+                    await self.sink.handle(record)
+                    self.handled += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.failed += 1
+                    now = time.monotonic()
+                    if now - self._last_error_log > 10:  # at most one line per 10 s per sink
+                        self._last_error_log = now
+                        log.error("sink %s failed (%d so far): %r", self.sink.name, self.failed, exc)
+            if self._closing:
+                return
+            self._ready.clear()
+            await self._ready.wait()
+
+    def finish(self) -> None:
+        """Stop after the queued records are delivered."""
+        self._closing = True
+        self._ready.set()
+
+
+class SinkHub:
+    """Fans records out to sinks; an async context manager that owns one delivery task per sink."""
+
+    def __init__(self, sinks: Sequence[Sink], *, maxsize: int = 1000, close_timeout_s: float = 3.0) -> None:
+        self.runners = [SinkRunner(s, maxsize=maxsize) for s in sinks]
+        self.close_timeout_s = close_timeout_s
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> SinkHub:
+        opened: list[SinkRunner] = []
+        try:
+            for runner in self.runners:
+                await runner.sink.open()
+                opened.append(runner)
+        except BaseException:
+            for runner in opened:
+                await runner.sink.close()
+            raise
+        self._tasks = [asyncio.create_task(r.run(), name=f"sink-{r.sink.name}") for r in self.runners]
+        return self
+
+    def publish(self, record: Record) -> None:
+        """Give a record to every sink (never blocks, never raises into the pipeline)."""
+        for runner in self.runners:
+            runner.offer(record)
+
+    async def __aexit__(self, *exc: object) -> None:
+        for runner in self.runners:
+            runner.finish()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=self.close_timeout_s)
+            for runner, task in zip(self.runners, self._tasks, strict=True):
+                if task in pending:
+                    log.warning("sink %s did not drain within %.1f s; %d records left undelivered",
+                                runner.sink.name, self.close_timeout_s, runner.depth)
+                    task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for runner in self.runners:
+            try:
+                await runner.sink.close()
+            except Exception as exc:
+                log.error("sink %s failed to close: %r", runner.sink.name, exc)
