@@ -1,0 +1,50 @@
+"""Shared fixtures: the locally built test models, synthetic clips, the shared footage."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers.media import make_clip  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The test models (tiny Gemma 3 VLM, real Gemma 3 270M), built once and cached in .models/."""
+    out = Path(os.environ.get("LLMVAD_TEST_MODELS", ROOT / ".models"))
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_test_models
+
+    make_test_models.main([str(out)])
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(models_dir: Path) -> Path:
+    return models_dir / "tiny-gemma3-vlm"
+
+
+@pytest.fixture(scope="session")
+def judge_270m(models_dir: Path) -> Path:
+    return models_dir / "gemma3-270m"
+
+
+@pytest.fixture(scope="session")
+def people_video() -> Path:
+    path = SHARED / "data" / "one-by-one-person-detection.mp4"
+    if not path.is_file():
+        pytest.fail(f"shared footage missing: {path} (the tests expect ../shared/data beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3 s, 10 fps H.264 clip with a moving square."""
+    return make_clip(tmp_path_factory.mktemp("clips") / "moving.mp4")
