@@ -1,0 +1,136 @@
+"""``monitor run`` as a user runs it: a subprocess on real footage with real Gemma 3 architectures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.helpers.media import corrupt_copy, make_clip
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "hf_TESTTOKENdoNotLog123"
+
+
+def monitor(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "monitor", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def write_config(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+def read_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_run_on_real_footage(tmp_path: Path, tiny_vlm: Path, judge_270m: Path, people_video: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml", """
+[sampling]
+every_n_frames = 20
+[alerting]
+threshold = 0.05
+hysteresis = 0.0
+cooldown_s = 0
+""")
+    out = tmp_path / "out"
+    r = monitor("run", "--config", str(cfg), "--model", str(tiny_vlm), "--judge-model", str(judge_270m),
+                "--source", str(people_video), "--output", str(out), env={"HF_TOKEN": SECRET})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert SECRET not in r.stderr + r.stdout
+    lines = read_lines(out)
+    descs = [x for x in lines if x["kind"] == "description"]
+    scores = [x for x in lines if x["kind"] == "score"]
+    events = [x for x in lines if x["kind"] == "event"]
+    assert [d["frame_index"] for d in descs] == list(range(0, 1394, 20))
+    assert all(d["camera"] == "one-by-one-person-detection" and d["text"] for d in descs)
+    assert descs[-1]["stream_time"] == pytest.approx(138.0, abs=0.2)
+    assert len(scores) == 35 and all(0.0 <= s["score"] <= 1.0 for s in scores)
+    assert [s["end_time"] for s in scores][:2] == pytest.approx([4.0, 8.0], abs=0.2)
+    assert all(len(s["descriptions"]) == 3 for s in scores)
+    # the threshold is below anything the judge says: one event from the first window to the end
+    assert events[0]["type"] == "new" and events[0]["before"] is None
+    assert events[-1]["type"] == "end" and events[-1]["after"]["end_time"] == pytest.approx(138.0, abs=0.2)
+    assert any(e["type"] == "update" and e["after"]["explanation"] for e in events)
+    snap = out / events[0]["after"]["snapshot"]
+    with Image.open(snap) as im:
+        assert im.format == "JPEG" and im.size == (768, 432)
+    assert "ANOMALY on one-by-one-person-detection" in r.stderr
+
+
+def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
+    r = monitor("run", "--source", str(tmp_path / "nope.mp4"), "--model", "unused")
+    assert r.returncode == 2
+    errors = [ln for ln in r.stderr.splitlines() if "ERROR" in ln or ln.startswith("error:")]
+    assert any("nope.mp4" in ln and "file not found" in ln for ln in errors), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml", "[windows]\nsize = 3\nstrde = 1\n")
+    r = monitor("run", "--config", str(cfg))
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: {cfg}: windows.strde: unknown key"
+    r = monitor("run", "--config", str(tmp_path / "absent.toml"))
+    assert r.returncode == 2 and "absent.toml: file not found" in r.stderr
+
+
+def test_missing_model_says_what_to_do(tmp_path: Path, clip: Path) -> None:
+    r = monitor("run", "--source", str(clip), "--model", str(tmp_path / "no-model"))
+    assert r.returncode == 2
+    assert "cannot load model" in r.stderr and "no such directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_corrupt_file_beside_a_good_one(tmp_path: Path, tiny_vlm: Path) -> None:
+    good = make_clip(tmp_path / "good.mp4", seconds=2)
+    bad = corrupt_copy(good, tmp_path / "bad.mp4")
+    out = tmp_path / "out"
+    r = monitor("run", "--model", str(tiny_vlm), "--source", str(bad), "--source", str(good), "--output", str(out))
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert any("bad.mp4" in ln and "ERROR" in ln for ln in r.stderr.splitlines())
+    descs = [x for x in read_lines(out) if x["kind"] == "description"]
+    assert {d["camera"] for d in descs} == {"good"} and len(descs) == 2
+
+
+def test_sigterm_shuts_down_within_five_seconds(tmp_path: Path, tiny_vlm: Path) -> None:
+    clip = make_clip(tmp_path / "c.mp4", seconds=3)
+    cfg = write_config(tmp_path / "c.toml", f"""
+[alerting]
+threshold = 0.01
+hysteresis = 0.0
+[[cameras]]
+name = "sim"
+url = "{clip}"
+realtime = true
+loop = true
+every_n_frames = 2
+""")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(tiny_vlm),
+                             "--output", str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        results = out / "results.jsonl"
+        while time.monotonic() < deadline and not (results.exists() and '"kind": "score"' in results.read_text()):
+            time.sleep(0.2)
+        assert results.exists(), "the monitor produced nothing"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert elapsed < 5.0, err[-2000:]
+    assert proc.returncode == 0, err[-2000:]
+    events = [x for x in read_lines(out) if x["kind"] == "event"]
+    assert events[0]["type"] == "new" and events[-1]["type"] == "end"  # the open event was closed

@@ -1,0 +1,140 @@
+"""The whole pipeline in-process with a fake model: ordering, gating, windows, events, sinks, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.app import Monitor
+from monitor.config import validate
+from pipeline.records import Image
+from tests.helpers.fakes import FakeBackend
+from tests.helpers.media import make_clip
+from tests.helpers.sinks import CollectingSink
+
+
+class AlarmAfter(FakeBackend):
+    """Describes frames after ``t`` seconds (by brightness of the moving square) as ALARM."""
+
+    def describe(self, images: list[Image], prompts: list[str], max_new_tokens: int) -> list[str]:
+        out = super().describe(images, prompts, max_new_tokens)
+        return [("ALARM " if img[30:50].max() == 255 else "") + t for t, img in zip(out, images, strict=True)]
+
+
+def config(cameras: list[dict], **sections: dict) -> object:
+    return validate({"cameras": cameras, **sections}, env={})
+
+
+async def test_describes_judges_and_raises_an_event(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
+    cfg = config([{"name": "cam", "url": str(clip), "every_n_frames": 5}],
+                 windows={"size": 2, "stride": 1}, alerting={"threshold": 0.6, "hysteresis": 0.1})
+    sink = CollectingSink()
+    fake = AlarmAfter()
+    summary = await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+    assert sink.opened and sink.closed and not summary.stopped and not summary.failed
+    assert [d.frame_index for d in sink.descriptions] == list(range(0, 60, 5))
+    assert [s.seq for s in sink.scores] == list(range(1, 12))
+    assert all(s.score < 0.01 for s in sink.scores[:5]) and sink.scores[-1].score > 0.99
+    types = [e.type for e in sink.events]
+    assert types[0] == "new" and types[-1] == "end" and "update" in types
+    new = sink.events[0].after
+    assert new.start_time == pytest.approx(2.5) and new.snapshot and new.snapshot[:2] == b"\xff\xd8"
+    explained = [e for e in sink.events if e.after.explanation]
+    assert explained and explained[0].after.explanation == "something alarming happened"
+    (cs,) = summary.cameras
+    assert (cs.frames_read, cs.frames_sampled, cs.described, cs.windows, cs.events) == (60, 12, 12, 11, 1)
+    assert sink.statuses[-1].frames_read == 60
+
+
+async def test_motion_gate_reuses_descriptions_and_the_judge_cache(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=4.0)
+    cfg = config([{"name": "cam", "url": str(clip), "every_n_frames": 5, "motion_gate": True}],
+                 sampling={"motion_max_reuse_s": 100})
+    sink = CollectingSink()
+    fake = FakeBackend()
+    summary = await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+    reused = [d.reused for d in sink.descriptions]
+    assert reused[:8] == [False] + [True] * 7  # static for 4 s
+    assert not any(reused[8:])  # moving: every sampled frame differs
+    assert summary.cameras[0].frames_gated == 7
+    described = sum(n for kind, n in fake.batches if kind == "describe")
+    assert described == 12 - 7
+    scored = sum(n for kind, n in fake.batches if kind == "score")
+    assert scored < len(sink.scores)  # identical windows were scored once
+
+
+async def test_cameras_share_batches(tmp_path: Path) -> None:
+    clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=2, fps=10) for i in range(4)]
+    cfg = config([{"name": f"cam{i}", "url": str(c), "every_n_frames": 1} for i, c in enumerate(clips)],
+                 model={"max_batch": 8, "max_wait_ms": 20})
+    fake = FakeBackend(delay_s=0.02)
+    sink = CollectingSink()
+    await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+    sizes = [n for kind, n in fake.batches if kind == "describe"]
+    assert sum(sizes) == 80 and max(sizes) == 8
+    assert sum(sizes) / len(sizes) > 4
+    for i in range(4):
+        idx = [d.frame_index for d in sink.descriptions if d.camera == f"cam{i}"]
+        assert idx == list(range(20))  # in order, per camera
+
+
+async def test_a_failing_sink_does_not_stop_scoring(tmp_path: Path) -> None:
+    class Broken(CollectingSink):
+        name = "broken"
+
+        async def handle(self, record: object) -> None:
+            raise OSError("disk full")
+
+    clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=10)
+    cfg = config([{"name": "cam", "url": str(clip), "every_n_frames": 2}])
+    good, broken = CollectingSink(), Broken()
+    fake = FakeBackend()
+    await Monitor(cfg, describer=fake, judge=fake, sinks=[broken, good]).run()  # type: ignore[arg-type]
+    assert len(good.descriptions) == 10 and len(good.scores) == 5
+
+
+async def test_stop_shuts_down_promptly_while_the_model_is_slow(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "c.mp4", seconds=4, fps=10)
+    cfg = config([{"name": "cam", "url": str(clip), "realtime": True, "loop": True, "every_n_frames": 1}],
+                 alerting={"threshold": 0.01, "hysteresis": 0.0})
+    fake = FakeBackend(delay_s=0.5)
+    sink = CollectingSink()
+    stop = asyncio.Event()
+    mon = Monitor(cfg, describer=fake, judge=fake, sinks=[sink])  # type: ignore[arg-type]
+    task = asyncio.create_task(mon.run(stop))
+    await asyncio.sleep(2.0)
+    t0 = time.monotonic()
+    stop.set()
+    summary = await asyncio.wait_for(task, 10)
+    assert time.monotonic() - t0 < 5.0
+    assert summary.stopped and sink.closed
+
+
+async def test_memory_stays_flat_when_the_model_is_slower_than_the_camera(tmp_path: Path) -> None:
+    """A 25 fps live-paced source, every frame sampled, a model that manages ~5 frames/s."""
+    clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=25, size=(640, 360))
+    cfg = config([{"name": "cam", "url": str(clip), "realtime": True, "loop": True, "every_n_frames": 1,
+                   "queue_size": 4}], model={"max_batch": 2, "max_wait_ms": 0},
+                 outputs={"status_interval_s": 0.5})
+    fake = FakeBackend(delay_s=0.4)
+    sink = CollectingSink()
+    stop = asyncio.Event()
+    mon = Monitor(cfg, describer=fake, judge=fake, sinks=[sink])  # type: ignore[arg-type]
+    task = asyncio.create_task(mon.run(stop))
+    await asyncio.sleep(2.0)
+    rss_early = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    await asyncio.sleep(4.0)
+    rss_late = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stop.set()
+    summary = await asyncio.wait_for(task, 10)
+    (cs,) = summary.cameras
+    assert cs.frames_dropped > 50  # the source is not slowed down: frames are dropped, and counted
+    assert cs.frames_sampled >= 120
+    assert cs.frames_sampled >= cs.frames_dropped + cs.described
+    assert len(sink.statuses) >= 8 and max(s.queue_depth for s in sink.statuses) <= 4
+    assert rss_late - rss_early < 50_000  # KiB: 4 s more of 25 fps 640x360 would be ~70 MB if kept
