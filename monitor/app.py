@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -132,9 +131,7 @@ class Monitor:
         self.max_seconds = max_seconds
         self.drain_timeout_s = drain_timeout_s
 
-    def _build_camera(
-        self, cam: CameraConfig, worker: InferenceWorker, judge: Judge, hub: SinkHub
-    ) -> _Camera:
+    def _build_camera(self, cam: CameraConfig, worker: InferenceWorker, judge: Judge, hub: SinkHub) -> _Camera:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         sampling = cfg.sampling_for(cam)
@@ -232,8 +229,7 @@ class Monitor:
                     await self._shutdown(cameras, remaining, workers)
                 for task in stages:
                     if task.done() and not task.cancelled() and task.exception() is not None:
-                        log.error("camera %s stopped with an error: %r", stages[task].stage.camera,
-                                  task.exception())
+                        log.error("camera %s stopped with an error: %r", stages[task].stage.camera, task.exception())
             finally:
                 stop_task.cancel()
                 status_task.cancel()
@@ -251,8 +247,15 @@ class Monitor:
         for cs in summary.cameras:
             log.info(
                 "%s: %d frames read, %d sampled, %d described, %d gated, %d dropped, %d windows, %d events%s",
-                cs.camera, cs.frames_read, cs.frames_sampled, cs.described, cs.frames_gated, cs.frames_dropped,
-                cs.windows, cs.events, f"; FAILED: {cs.source_error}" if cs.source_error else "",
+                cs.camera,
+                cs.frames_read,
+                cs.frames_sampled,
+                cs.described,
+                cs.frames_gated,
+                cs.frames_dropped,
+                cs.windows,
+                cs.events,
+                f"; FAILED: {cs.source_error}" if cs.source_error else "",
             )
         return summary
 

@@ -75,14 +75,24 @@ def load_backends(cfg: AppConfig) -> tuple[ModelBackend, ModelBackend]:
     token = hf_token()
     m, j = cfg.model, cfg.judge
     describer = TransformersBackend(
-        m.id, device=m.device, dtype=m.dtype, revision=m.revision, attn_implementation=m.attn_implementation,
-        token=token, chat_template=j.chat_template if j.model is None else "auto",
+        m.id,
+        device=m.device,
+        dtype=m.dtype,
+        revision=m.revision,
+        attn_implementation=m.attn_implementation,
+        token=token,
+        chat_template=j.chat_template if j.model is None else "auto",
     )
     if j.model is None:
         return describer, describer
     judge = TransformersBackend(
-        j.model, device=j.device or m.device, dtype=j.dtype or m.dtype, revision=j.revision,
-        attn_implementation=m.attn_implementation, token=token, chat_template=j.chat_template,
+        j.model,
+        device=j.device or m.device,
+        dtype=j.dtype or m.dtype,
+        revision=j.revision,
+        attn_implementation=m.attn_implementation,
+        token=token,
+        chat_template=j.chat_template,
     )
     return describer, judge
 
@@ -118,6 +128,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
+    from sinks.base import Sink
     from sinks.jsonl_sink import JsonLinesSink
     from sinks.log_sink import LogSink
 
@@ -130,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not cfg.cameras:
         return _fail("none of the sources can be read")
     describer, judge = load_backends(cfg)
-    sinks: list = [LogSink(log_descriptions=cfg.outputs.log_descriptions)]
+    sinks: list[Sink] = [LogSink(log_descriptions=cfg.outputs.log_descriptions)]
     if cfg.outputs.jsonl:
         sinks.append(JsonLinesSink(cfg.outputs.dir))
         log.info("writing results to %s", cfg.outputs.dir / "results.jsonl")
@@ -169,12 +180,19 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
     items = read_labelled(Path(args.file))
     model = args.judge_model or cfg.judge.model or cfg.model.id
     backend = TransformersBackend(
-        model, device=cfg.judge.device or cfg.model.device, dtype=cfg.judge.dtype or cfg.model.dtype,
-        token=hf_token(), chat_template=cfg.judge.chat_template,
+        model,
+        device=cfg.judge.device or cfg.model.device,
+        dtype=cfg.judge.dtype or cfg.model.dtype,
+        token=hf_token(),
+        chat_template=cfg.judge.chat_template,
     )
     with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
         scores = score_items(
-            backend, judge_settings(cfg), items, window=args.window, batch_size=args.batch_size,
+            backend,
+            judge_settings(cfg),
+            items,
+            window=args.window,
+            batch_size=args.batch_size,
             progress=bar.update,
         )
     for line in report(items, scores).lines():
@@ -188,8 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the pipeline on cameras or files")
     run.add_argument("--config", type=Path, help="configuration file (default: ./config.toml if present)")
-    run.add_argument("--source", action="append", metavar="URL_OR_PATH",
-                     help="a camera URL or video file; replaces the configured cameras (repeatable)")
+    run.add_argument(
+        "--source",
+        action="append",
+        metavar="URL_OR_PATH",
+        help="a camera URL or video file; replaces the configured cameras (repeatable)",
+    )
     run.add_argument("--model", metavar="ID_OR_DIR", help="vision-language model (hub id or local directory)")
     run.add_argument("--judge-model", metavar="ID_OR_DIR", help="separate text-only judge model")
     run.add_argument("--max-seconds", type=float, metavar="S", help="stop after this many seconds")
@@ -205,8 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("file", metavar="FILE.jsonl")
     ev.add_argument("--config", type=Path, help="configuration file (judge prompt and answers)")
     ev.add_argument("--judge-model", metavar="ID_OR_DIR", help="judge model (default: the configured judge)")
-    ev.add_argument("--window", type=int, default=1, metavar="N",
-                    help="judge each text with the N-1 previous texts of its video (default 1)")
+    ev.add_argument(
+        "--window",
+        type=int,
+        default=1,
+        metavar="N",
+        help="judge each text with the N-1 previous texts of its video (default 1)",
+    )
     ev.add_argument("--batch-size", type=int, default=8, metavar="B")
     ev.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ev.set_defaults(func=cmd_eval_judge)

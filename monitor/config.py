@@ -309,7 +309,9 @@ def validate(data: Mapping[str, Any], *, source: str = "config", env: Mapping[st
 def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
     """Make file sources and the output folder relative to the config file's folder."""
     cameras = tuple(
-        cam if cam.is_live or Path(cam.url).is_absolute() else cam.model_copy(update={"url": os.path.normpath(base / cam.url)})
+        cam
+        if cam.is_live or Path(cam.url).is_absolute()
+        else cam.model_copy(update={"url": os.path.normpath(base / cam.url)})
         for cam in cfg.cameras
     )
     out = cfg.outputs.dir if cfg.outputs.dir.is_absolute() else base / cfg.outputs.dir

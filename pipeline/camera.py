@@ -118,7 +118,8 @@ class CameraPipeline:
 
     async def _describe(self, frame: Frame) -> str | BaseException:
         try:
-            return await self.describer.describe(frame.image, self.settings.describe_prompt, self.settings.max_new_tokens)
+            s = self.settings
+            return await self.describer.describe(frame.image, s.describe_prompt, s.max_new_tokens)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

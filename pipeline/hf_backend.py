@@ -64,8 +64,11 @@ def _explain_load_error(model: str, exc: BaseException) -> ModelLoadError:
             f"On a machine with internet access run `hf download {model} --local-dir DIR`, copy DIR here and "
             "set [model].id (or --model) to DIR.",
         )
-    return ModelLoadError(model, f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "),
-                          "Check that it is a transformers model directory or hub id.")
+    return ModelLoadError(
+        model,
+        f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "),
+        "Check that it is a transformers model directory or hub id.",
+    )
 
 
 class TransformersBackend:
@@ -109,7 +112,9 @@ class TransformersBackend:
             if self._vision:
                 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-                self.processor: Any = AutoProcessor.from_pretrained(model, padding_side="left", **kwargs)
+                self.processor: Any = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+                    model, padding_side="left", **kwargs
+                )
                 self.tokenizer: Any = self.processor.tokenizer
                 auto_model: Any = AutoModelForImageTextToText
             else:
@@ -220,10 +225,15 @@ class TransformersBackend:
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         out = self.model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self._eos,
-            pad_token_id=self.tokenizer.pad_token_id, top_p=None, top_k=None,
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=self._eos,
+            pad_token_id=self.tokenizer.pad_token_id,
+            top_p=None,
+            top_k=None,
         )
-        new = out[:, inputs["input_ids"].shape[1]:]
+        new = out[:, inputs["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     @torch.inference_mode()
@@ -239,8 +249,13 @@ class TransformersBackend:
     def generate(self, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:
         enc = self._encode_texts([self.render(p) for p in prompts])
         out = self.model.generate(
-            **enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self._eos,
-            pad_token_id=self.tokenizer.pad_token_id, top_p=None, top_k=None,
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=self._eos,
+            pad_token_id=self.tokenizer.pad_token_id,
+            top_p=None,
+            top_k=None,
         )
-        new = out[:, enc["input_ids"].shape[1]:]
+        new = out[:, enc["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]

@@ -105,7 +105,9 @@ class Judge:
         self.settings = settings
         self.cache = ScoreCache(cache_size)
 
-    async def score(self, descriptions: Sequence[str], context: str | None = None, template: str | None = None) -> float:
+    async def score(
+        self, descriptions: Sequence[str], context: str | None = None, template: str | None = None
+    ) -> float:
         """Anomaly score in [0, 1] of one window (one forward pass, or a cache hit)."""
         prompt = judge_prompt(self.settings, descriptions, context, template)
         cached = self.cache.get(prompt)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
-from enum import Enum
+from enum import StrEnum
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
-class Backpressure(str, Enum):
+class Backpressure(StrEnum):
     """What a full queue does with a new item."""
 
     WAIT = "wait"
@@ -88,10 +89,8 @@ class ThreadToAsyncQueue(Generic[T]):
         self._wake()
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._ready.set)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
     async def get(self) -> T:
         """Take the oldest item, waiting for one; raise :class:`QueueClosed` once closed and empty."""

@@ -247,9 +247,7 @@ class VideoSource:
                     continue
                 self.stats.frames_sampled += 1
                 image, thumb = self._convert(frame)
-                out = Frame(
-                    camera=self.camera, index=index, stream_time=t, wall_time=now, image=image, thumb=thumb
-                )
+                out = Frame(camera=self.camera, index=index, stream_time=t, wall_time=now, image=image, thumb=thumb)
                 self.queue.put(out, cancel=self._stop)
         finally:
             container.close()

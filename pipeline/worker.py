@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from pipeline.records import Image
 log = logging.getLogger(__name__)
 
 
-class RequestKind(str, Enum):
+class RequestKind(StrEnum):
     """Kinds of model work, in priority order: scores are one cheap forward pass and gate alerts."""
 
     SCORE = "score"
@@ -152,9 +152,7 @@ class InferenceWorker:
 
     async def generate(self, prompt: ChatPrompt, max_new_tokens: int) -> str:
         """Free text for one prompt."""
-        result: str = await asyncio.wrap_future(
-            self.submit(RequestKind.GENERATE, ("generate", max_new_tokens), prompt)
-        )
+        result: str = await asyncio.wrap_future(self.submit(RequestKind.GENERATE, ("generate", max_new_tokens), prompt))
         return result
 
     # -- the thread --------------------------------------------------------------------------------

@@ -74,9 +74,11 @@ def _log(msg: str) -> None:
 
 
 def _complete(path: Path) -> bool:
-    return (path / "config.json").is_file() and any(path.glob("*.safetensors")) and (
-        path / "tokenizer_config.json"
-    ).is_file()
+    return (
+        (path / "config.json").is_file()
+        and any(path.glob("*.safetensors"))
+        and (path / "tokenizer_config.json").is_file()
+    )
 
 
 def build_text_model(out: Path) -> None:
@@ -124,7 +126,11 @@ def build_tiny_vlm(text_model_dir: Path, out: Path) -> None:
     tokenizer.add_special_tokens({"extra_special_tokens": ["<image_soft_token>"]}, replace_extra_special_tokens=False)
     image_token_id = tokenizer.convert_tokens_to_ids("<image_soft_token>")
     tokenizer._set_model_specific_special_tokens(
-        special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+        special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        }
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.padding_side = "left"

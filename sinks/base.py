@@ -118,8 +118,12 @@ class SinkHub:
             _, pending = await asyncio.wait(self._tasks, timeout=self.close_timeout_s)
             for runner, task in zip(self.runners, self._tasks, strict=True):
                 if task in pending:
-                    log.warning("sink %s did not drain within %.1f s; %d records left undelivered",
-                                runner.sink.name, self.close_timeout_s, runner.depth)
+                    log.warning(
+                        "sink %s did not drain within %.1f s; %d records left undelivered",
+                        runner.sink.name,
+                        self.close_timeout_s,
+                        runner.depth,
+                    )
                     task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for runner in self.runners:

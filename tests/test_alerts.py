@@ -40,7 +40,11 @@ def test_event_fields() -> None:
     (up,) = m.update(ws(3, 0.9), snapshot=b"b")
     assert up.before == new.after
     assert (up.after.peak_score, up.after.snapshot, up.after.descriptions, up.after.peak_frame_index) == (
-        0.9, b"b", ("d3",), 30)
+        0.9,
+        b"b",
+        ("d3",),
+        30,
+    )
     assert m.update(ws(4, 0.7)) == []  # below the peak: no change message, current score tracked
     assert m.active is not None and m.active.score == 0.7
     (end,) = m.update(ws(5, 0.1))

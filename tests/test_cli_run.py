@@ -21,8 +21,14 @@ SECRET = "hf_TESTTOKENdoNotLog123"
 
 
 def monitor(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def write_config(path: Path, body: str) -> Path:
@@ -35,17 +41,32 @@ def read_lines(out: Path) -> list[dict]:
 
 
 def test_run_on_real_footage(tmp_path: Path, tiny_vlm: Path, judge_270m: Path, people_video: Path) -> None:
-    cfg = write_config(tmp_path / "c.toml", """
+    cfg = write_config(
+        tmp_path / "c.toml",
+        """
 [sampling]
 every_n_frames = 20
 [alerting]
 threshold = 0.05
 hysteresis = 0.0
 cooldown_s = 0
-""")
+""",
+    )
     out = tmp_path / "out"
-    r = monitor("run", "--config", str(cfg), "--model", str(tiny_vlm), "--judge-model", str(judge_270m),
-                "--source", str(people_video), "--output", str(out), env={"HF_TOKEN": SECRET})
+    r = monitor(
+        "run",
+        "--config",
+        str(cfg),
+        "--model",
+        str(tiny_vlm),
+        "--judge-model",
+        str(judge_270m),
+        "--source",
+        str(people_video),
+        "--output",
+        str(out),
+        env={"HF_TOKEN": SECRET},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert SECRET not in r.stderr + r.stdout
     lines = read_lines(out)
@@ -104,7 +125,9 @@ def test_corrupt_file_beside_a_good_one(tmp_path: Path, tiny_vlm: Path) -> None:
 
 def test_sigterm_shuts_down_within_five_seconds(tmp_path: Path, tiny_vlm: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=3)
-    cfg = write_config(tmp_path / "c.toml", f"""
+    cfg = write_config(
+        tmp_path / "c.toml",
+        f"""
 [alerting]
 threshold = 0.01
 hysteresis = 0.0
@@ -114,10 +137,15 @@ url = "{clip}"
 realtime = true
 loop = true
 every_n_frames = 2
-""")
+""",
+    )
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(tiny_vlm),
-                             "--output", str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(tiny_vlm), "--output", str(out)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         results = out / "results.jsonl"

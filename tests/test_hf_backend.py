@@ -77,7 +77,7 @@ def test_multi_token_answer_is_rejected(text_judge: TransformersBackend) -> None
 def test_load_errors_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="no such directory"):
         TransformersBackend(str(tmp_path / "missing"))
-    with pytest.raises(ModelLoadError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
         TransformersBackend(str(tmp_path))
 
 

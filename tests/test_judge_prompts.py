@@ -8,8 +8,12 @@ from monitor.eval_judge import DataError, Labelled, read_labelled, report, windo
 from monitor.metrics import average_precision, roc_auc
 from pipeline.judge import JudgeSettings, expected_score, fill, judge_prompt, sanitize
 
-SETTINGS = JudgeSettings(system="sys", prompt="{context}Obs:\n{descriptions}\nAnswer:", answers=("0", "1"),
-                         explain_prompt="{descriptions} why?")
+SETTINGS = JudgeSettings(
+    system="sys",
+    prompt="{context}Obs:\n{descriptions}\nAnswer:",
+    answers=("0", "1"),
+    explain_prompt="{descriptions} why?",
+)
 
 
 def test_sanitize_neutralises_injection_and_odd_characters() -> None:
@@ -58,8 +62,12 @@ def test_metrics_by_hand_and_errors() -> None:
 
 
 def test_windows_of_previous_texts_per_video() -> None:
-    items = [Labelled("a", 5, 6, "a2", 0), Labelled("b", 0, 1, "b1", 1), Labelled("a", 0, 1, "a1", 0),
-             Labelled("a", 9, 10, "a3", 1)]
+    items = [
+        Labelled("a", 5, 6, "a2", 0),
+        Labelled("b", 0, 1, "b1", 1),
+        Labelled("a", 0, 1, "a1", 0),
+        Labelled("a", 9, 10, "a3", 1),
+    ]
     assert window_texts(items, 2) == [("a1", "a2"), ("b1",), ("a1",), ("a2", "a3")]
     assert window_texts(items, 1) == [("a2",), ("b1",), ("a1",), ("a3",)]
 

@@ -31,8 +31,11 @@ def config(cameras: list[dict], **sections: dict) -> object:
 
 async def test_describes_judges_and_raises_an_event(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
-    cfg = config([{"name": "cam", "url": str(clip), "every_n_frames": 5}],
-                 windows={"size": 2, "stride": 1}, alerting={"threshold": 0.6, "hysteresis": 0.1})
+    cfg = config(
+        [{"name": "cam", "url": str(clip), "every_n_frames": 5}],
+        windows={"size": 2, "stride": 1},
+        alerting={"threshold": 0.6, "hysteresis": 0.1},
+    )
     sink = CollectingSink()
     fake = AlarmAfter()
     summary = await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
@@ -53,8 +56,10 @@ async def test_describes_judges_and_raises_an_event(tmp_path: Path) -> None:
 
 async def test_motion_gate_reuses_descriptions_and_the_judge_cache(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=4.0)
-    cfg = config([{"name": "cam", "url": str(clip), "every_n_frames": 5, "motion_gate": True}],
-                 sampling={"motion_max_reuse_s": 100})
+    cfg = config(
+        [{"name": "cam", "url": str(clip), "every_n_frames": 5, "motion_gate": True}],
+        sampling={"motion_max_reuse_s": 100},
+    )
     sink = CollectingSink()
     fake = FakeBackend()
     summary = await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
@@ -70,8 +75,10 @@ async def test_motion_gate_reuses_descriptions_and_the_judge_cache(tmp_path: Pat
 
 async def test_cameras_share_batches(tmp_path: Path) -> None:
     clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=2, fps=10) for i in range(4)]
-    cfg = config([{"name": f"cam{i}", "url": str(c), "every_n_frames": 1} for i, c in enumerate(clips)],
-                 model={"max_batch": 8, "max_wait_ms": 20})
+    cfg = config(
+        [{"name": f"cam{i}", "url": str(c), "every_n_frames": 1} for i, c in enumerate(clips)],
+        model={"max_batch": 8, "max_wait_ms": 20},
+    )
     fake = FakeBackend(delay_s=0.02)
     sink = CollectingSink()
     await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
@@ -100,8 +107,10 @@ async def test_a_failing_sink_does_not_stop_scoring(tmp_path: Path) -> None:
 
 async def test_stop_shuts_down_promptly_while_the_model_is_slow(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=4, fps=10)
-    cfg = config([{"name": "cam", "url": str(clip), "realtime": True, "loop": True, "every_n_frames": 1}],
-                 alerting={"threshold": 0.01, "hysteresis": 0.0})
+    cfg = config(
+        [{"name": "cam", "url": str(clip), "realtime": True, "loop": True, "every_n_frames": 1}],
+        alerting={"threshold": 0.01, "hysteresis": 0.0},
+    )
     fake = FakeBackend(delay_s=0.5)
     sink = CollectingSink()
     stop = asyncio.Event()
@@ -118,9 +127,11 @@ async def test_stop_shuts_down_promptly_while_the_model_is_slow(tmp_path: Path) 
 async def test_memory_stays_flat_when_the_model_is_slower_than_the_camera(tmp_path: Path) -> None:
     """A 25 fps live-paced source, every frame sampled, a model that manages ~5 frames/s."""
     clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=25, size=(640, 360))
-    cfg = config([{"name": "cam", "url": str(clip), "realtime": True, "loop": True, "every_n_frames": 1,
-                   "queue_size": 4}], model={"max_batch": 2, "max_wait_ms": 0},
-                 outputs={"status_interval_s": 0.5})
+    cfg = config(
+        [{"name": "cam", "url": str(clip), "realtime": True, "loop": True, "every_n_frames": 1, "queue_size": 4}],
+        model={"max_batch": 2, "max_wait_ms": 0},
+        outputs={"status_interval_s": 0.5},
+    )
     fake = FakeBackend(delay_s=0.4)
     sink = CollectingSink()
     stop = asyncio.Event()

@@ -13,10 +13,10 @@ from pipeline.sources import SourceSettings, VideoSource, backoff_delay, scaled_
 from tests.helpers.media import corrupt_copy, make_clip
 
 
-async def drain(source: VideoSource, timeout: float = 30) -> list[Frame]:
+async def drain(source: VideoSource, limit_s: float = 30) -> list[Frame]:
     frames = []
     source.start()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_s
     while True:
         try:
             frames.append(await asyncio.wait_for(source.queue.get(), max(0.1, deadline - time.monotonic())))
@@ -26,12 +26,21 @@ async def drain(source: VideoSource, timeout: float = 30) -> list[Frame]:
     return frames
 
 
-def make_source(url: str, *, live: bool = False, k: int = 1, maxsize: int = 4,
-                policy: Backpressure = Backpressure.WAIT, **kw: object) -> VideoSource:
-    q: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(maxsize=maxsize, policy=policy,
-                                                      loop=asyncio.get_running_loop())
-    return VideoSource(SourceSettings(camera="c", url=url, live=live, **kw),  # type: ignore[arg-type]
-                       sampler=FrameSampler(every_n_frames=k), queue=q)
+def make_source(
+    url: str,
+    *,
+    live: bool = False,
+    k: int = 1,
+    maxsize: int = 4,
+    policy: Backpressure = Backpressure.WAIT,
+    **kw: object,
+) -> VideoSource:
+    q: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(maxsize=maxsize, policy=policy, loop=asyncio.get_running_loop())
+    return VideoSource(
+        SourceSettings(camera="c", url=url, live=live, **kw),  # type: ignore[arg-type]
+        sampler=FrameSampler(every_n_frames=k),
+        queue=q,
+    )
 
 
 async def test_file_is_read_completely_with_times(clip: Path) -> None:
@@ -90,8 +99,14 @@ async def test_not_a_video(tmp_path: Path) -> None:
 
 
 async def test_live_source_that_cannot_connect_keeps_retrying(caplog: pytest.LogCaptureFixture) -> None:
-    src = make_source("rtsp://127.0.0.1:9/none", live=True, open_timeout_s=0.5, read_timeout_s=0.5,
-                      reconnect_initial_s=0.05, reconnect_max_s=0.1)
+    src = make_source(
+        "rtsp://127.0.0.1:9/none",
+        live=True,
+        open_timeout_s=0.5,
+        read_timeout_s=0.5,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.1,
+    )
     src.start()
     await asyncio.sleep(1.5)
     assert src.running and src.stats.reconnects >= 2 and not src.stats.connected

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh Debian machine: system packages (as root), the venv, the test models.
+# Idempotent: what is already there is kept. Usage: bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(mosquitto mosquitto-clients python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+              gstreamer1.0-plugins-good gstreamer1.0-plugins-bad ffmpeg)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "setup: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: please install (as root): apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$PYTHON" -m venv .venv
+fi
+# torch>=2.13,<2.14 resolves to the CPU wheel on this machine's disk (no CUDA download).
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev,test-models]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import monitor, pipeline, sinks, torch, transformers, av" \
+  || { echo "setup: the Python install failed" >&2; exit 1; }
+
+.venv/bin/python scripts/make_test_models.py .models
+echo "setup: ready (.venv, .models)" >&2

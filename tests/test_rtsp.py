@@ -1,0 +1,197 @@
+"""Live RTSP against a real GStreamer RTSP server, which is stopped and restarted mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.queues import Backpressure, ThreadToAsyncQueue
+from pipeline.records import Frame
+from pipeline.sampling import FrameSampler
+from pipeline.sources import SourceSettings, VideoSource
+from tests.helpers.media import make_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = Path(__file__).parent / "helpers" / "rtsp_server.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RtspServer:
+    """Runs tests/helpers/rtsp_server.py under the system Python; can be stopped and started again."""
+
+    def __init__(self, clip: Path) -> None:
+        self.clip = clip
+        self.port = free_port()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def url(self, userinfo: str = "") -> str:
+        return f"rtsp://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}/test"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(SERVER), str(self.port), "test", str(self.clip)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if line != "READY":
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            pytest.fail(
+                f"the GStreamer RTSP server did not start ({line!r}): {err[-1500:]}\nInstall Debian's "
+                "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
+            )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("rtsp") / "stream.mp4", seconds=60, fps=10, size=(320, 180))
+
+
+@pytest.fixture
+def rtsp_server(rtsp_clip: Path) -> Iterator[RtspServer]:
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.fail(f"{SYSTEM_PYTHON} is missing: the RTSP tests need Debian's python3-gi")
+    server = RtspServer(rtsp_clip)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_source_reconnects_after_server_restart(
+    rtsp_server: RtspServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.sources")
+    q: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(
+        maxsize=64, policy=Backpressure.DROP_OLDEST, loop=asyncio.get_running_loop()
+    )
+    src = VideoSource(
+        SourceSettings(
+            camera="rtsp",
+            url=rtsp_server.url("viewer:s3cretpw"),
+            live=True,
+            open_timeout_s=3,
+            read_timeout_s=2,
+            reconnect_initial_s=0.2,
+            reconnect_max_s=1.0,
+        ),
+        sampler=FrameSampler(every_n_frames=5),
+        queue=q,
+    )
+    src.start()
+    try:
+        before = [await asyncio.wait_for(q.get(), 15) for _ in range(6)]
+        assert src.stats.connected
+        rtsp_server.stop()
+        deadline = time.monotonic() + 15
+        while src.stats.connected and time.monotonic() < deadline:  # noqa: ASYNC110 (set by a thread)
+            await asyncio.sleep(0.1)
+        assert not src.stats.connected, "the source did not notice the server going away"
+        while len(q):
+            await q.get()
+        await asyncio.sleep(2.0)  # stays down for a while: several reconnect attempts fail
+        rtsp_server.start()
+        after = [await asyncio.wait_for(q.get(), 20) for _ in range(6)]
+        assert src.stats.connected and src.stats.reconnects >= 1
+    finally:
+        src.stop()
+        assert src.join(10)
+    times = [f.stream_time for f in before + after]
+    assert times == sorted(times)
+    assert after[0].stream_time - before[-1].stream_time >= 2.0  # the outage shows on the clock
+    assert after[0].image.shape == (180, 320, 3)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("reconnecting" in m for m in messages) == 1  # once per outage
+    assert any("reconnected after" in m for m in messages)
+    assert not any("s3cretpw" in m for m in messages)
+
+
+@pytest.mark.slow
+def test_monitor_carries_on_through_a_server_restart(rtsp_server: RtspServer, tiny_vlm: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    url = rtsp_server.url("viewer:s3cretpw")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"""
+[[cameras]]
+name = "door"
+url = "{url}"
+every_n_frames = 5
+read_timeout_s = 2
+reconnect_initial_s = 0.2
+reconnect_max_s = 1
+""")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "run",
+            "--config",
+            str(cfg),
+            "--model",
+            str(tiny_vlm),
+            "--output",
+            str(out),
+            "--max-seconds",
+            "40",
+            "--log-level",
+            "DEBUG",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    results = out / "results.jsonl"
+
+    def descriptions() -> list[dict]:
+        if not results.exists():
+            return []
+        lines = [json.loads(x) for x in results.read_text().splitlines() if x.strip()]
+        return [x for x in lines if x["kind"] == "description"]
+
+    def wait_for(n: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(descriptions()) < n and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert len(descriptions()) >= n, f"only {len(descriptions())} descriptions"
+
+    try:
+        wait_for(4, 60)
+        rtsp_server.stop()
+        time.sleep(3.0)
+        n_down = len(descriptions())
+        rtsp_server.start()
+        wait_for(n_down + 4, 30)
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "s3cretpw" not in err
+    assert "viewer:***@127.0.0.1" in err
+    times = [d["stream_time"] for d in descriptions()]
+    assert times == sorted(times) and len(times) >= n_down + 4
