@@ -108,7 +108,7 @@ def judge_settings(cfg: AppConfig) -> JudgeSettings:
 
 
 class Monitor:
-    """Runs every configured camera through one shared inference worker (two with a separate judge model)."""
+    """Runs every configured camera through one shared inference worker (which also serves the judge)."""
 
     def __init__(
         self,
@@ -160,7 +160,7 @@ class Monitor:
                 camera=cam.name,
                 describe_prompt=cam.prompt or cfg.model.prompt,
                 max_new_tokens=cfg.model.max_new_tokens,
-                max_inflight=cfg.model.max_batch,
+                max_inflight=2 * cfg.model.max_batch,  # one batch running, the next one ready
                 context=cam.context,
                 judge_template=cam.judge_prompt,
                 snapshot_quality=cfg.alerting.snapshot_quality,
@@ -192,21 +192,18 @@ class Monitor:
         cfg = self.cfg
         stop = stop or asyncio.Event()
         t0 = time.monotonic()
-        describe_worker = InferenceWorker(
-            self.describer, max_batch=cfg.model.max_batch, max_wait_ms=cfg.model.max_wait_ms, name="vlm"
+        worker = InferenceWorker(
+            self.describer,
+            judge=self.judge_backend,
+            max_batch=cfg.model.max_batch,
+            max_wait_ms=cfg.model.max_wait_ms,
+            name="model",
         )
-        judge_worker = describe_worker
-        if self.judge_backend is not self.describer:
-            judge_worker = InferenceWorker(
-                self.judge_backend, max_batch=cfg.model.max_batch, max_wait_ms=cfg.model.max_wait_ms, name="judge"
-            )
-        judge = Judge(judge_worker, judge_settings(cfg))
-        workers = {describe_worker, judge_worker}
+        judge = Judge(worker, judge_settings(cfg), cache_size=cfg.judge.cache_size)
         interrupted = False
         async with SinkHub(self.sinks, maxsize=cfg.outputs.sink_queue_size) as hub:
-            cameras = [self._build_camera(cam, describe_worker, judge, hub) for cam in cfg.cameras]
-            for w in workers:
-                w.start()
+            cameras = [self._build_camera(cam, worker, judge, hub) for cam in cfg.cameras]
+            worker.start()
             for c in cameras:
                 c.source.start()
             stages = {asyncio.create_task(c.stage.run(), name=f"camera-{c.stage.camera}"): c for c in cameras}
@@ -226,7 +223,7 @@ class Monitor:
                         break
                 interrupted = bool(remaining)
                 if remaining:
-                    await self._shutdown(cameras, remaining, workers)
+                    await self._shutdown(cameras, remaining, worker)
                 for task in stages:
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         log.error("camera %s stopped with an error: %r", stages[task].stage.camera, task.exception())
@@ -235,8 +232,7 @@ class Monitor:
                 status_task.cancel()
                 for c in cameras:
                     c.source.stop()
-                for w in workers:
-                    await asyncio.to_thread(w.stop, 1.0)
+                await asyncio.to_thread(worker.stop, 1.0)
                 for c in cameras:
                     hub.publish(c.status())
         summary = RunSummary(
@@ -260,15 +256,14 @@ class Monitor:
         return summary
 
     async def _shutdown(
-        self, cameras: list[_Camera], remaining: set[asyncio.Task[None]], workers: set[InferenceWorker]
+        self, cameras: list[_Camera], remaining: set[asyncio.Task[None]], worker: InferenceWorker
     ) -> None:
         """Stop sources, let the stages drain briefly, then stop the model and cancel what is left."""
         for c in cameras:
             c.source.stop()
         _, still = await asyncio.wait(remaining, timeout=self.drain_timeout_s)
         if still:
-            for w in workers:  # fail pending model requests so the stages finish promptly
-                await asyncio.to_thread(w.stop, 0.5)
+            await asyncio.to_thread(worker.stop, 0.5)  # fail pending model requests: stages finish promptly
             _, still = await asyncio.wait(still, timeout=1.0)
         for task in still:
             task.cancel()

@@ -79,6 +79,7 @@ class JudgeConfig(_Section):
     )
     explain_prompt: str = Field(DEFAULT_EXPLAIN_PROMPT, title="Prompt for the explanation of an alert")
     explain_max_new_tokens: int = Field(48, ge=1, le=512)
+    cache_size: int = Field(512, ge=0, le=1_000_000, title="Windows whose score is remembered (0: off)")
 
     @field_validator("prompt", "explain_prompt")
     @classmethod
@@ -109,7 +110,7 @@ class SamplingConfig(_Section):
     fps: float | None = Field(None, gt=0, le=120, title="Target sampling rate; replaces every_n_frames when set")
     motion_gate: bool | None = Field(None, title="Skip unchanged scenes; unset: on for live cameras, off for files")
     motion_threshold: float = Field(
-        0.02, ge=0, le=1, title="Mean absolute change (0-1) of the downscaled frame below which it is skipped"
+        0.02, ge=0, le=1, title="Share (0-1) of a 64-px grey thumbnail that must change for a fresh description"
     )
     motion_max_reuse_s: float = Field(60.0, gt=0, title="Describe anew at least this often, even if nothing moved")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pipeline.alerts import AlertMachine
 from pipeline.judge import Judge
@@ -40,6 +41,25 @@ class _Pending:
     frame: Frame
     text: asyncio.Task[str | BaseException]
     reused: bool
+
+
+@dataclass(slots=True)
+class _Judging:
+    window: tuple[WindowItem, ...]
+    score: asyncio.Task[float | BaseException]
+
+
+T = TypeVar("T")
+
+
+async def _outcome(work: Awaitable[T]) -> T | BaseException:
+    """The result of ``work`` or the exception it raised (so one failure does not end the task group)."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return exc
 
 
 @dataclass
@@ -90,18 +110,26 @@ class CameraPipeline:
         return self.settings.camera
 
     async def run(self) -> None:
-        """Process frames until the queue is closed and drained (or the task is cancelled)."""
-        inflight: asyncio.Queue[_Pending | None] = asyncio.Queue(self.settings.max_inflight)
+        """Process frames until the queue is closed and drained (or the task is cancelled).
+
+        Three tasks, joined by bounded queues that keep frame order: ``feed`` (gate, request
+        descriptions), ``collect`` (descriptions into windows, request scores) and ``alert`` (scores
+        into events, in order).
+        """
+        n = self.settings.max_inflight
+        described: asyncio.Queue[_Pending | None] = asyncio.Queue(n)
+        judged: asyncio.Queue[_Judging | None] = asyncio.Queue(n)
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._feed(inflight, tg), name=f"{self.camera}-feed")
-                tg.create_task(self._consume(inflight, tg), name=f"{self.camera}-consume")
+                tg.create_task(self._feed(described, tg), name=f"{self.camera}-feed")
+                tg.create_task(self._collect(described, judged, tg), name=f"{self.camera}-collect")
+                tg.create_task(self._alert(judged, tg), name=f"{self.camera}-alert")
         finally:
             change = self.alerts.close(self.counters.last_time)
             if change is not None:
                 self.emit(change)
 
-    async def _feed(self, inflight: asyncio.Queue[_Pending | None], tg: asyncio.TaskGroup) -> None:
+    async def _feed(self, described: asyncio.Queue[_Pending | None], tg: asyncio.TaskGroup) -> None:
         ref: asyncio.Task[str | BaseException] | None = None
         while True:
             try:
@@ -110,23 +138,23 @@ class CameraPipeline:
                 break
             fresh = self.gate.needs_model(frame.thumb, frame.stream_time)
             if fresh or ref is None:
-                ref = tg.create_task(self._describe(frame), name=f"{self.camera}-describe-{frame.index}")
+                ref = tg.create_task(_outcome(self._describe(frame)), name=f"{self.camera}-describe-{frame.index}")
             else:
                 self.counters.gated += 1
-            await inflight.put(_Pending(frame, ref, reused=not fresh))
-        await inflight.put(None)
+            await described.put(_Pending(frame, ref, reused=not fresh))
+        await described.put(None)
 
-    async def _describe(self, frame: Frame) -> str | BaseException:
-        try:
-            s = self.settings
-            return await self.describer.describe(frame.image, s.describe_prompt, s.max_new_tokens)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return exc
+    def _describe(self, frame: Frame) -> Awaitable[str]:
+        s = self.settings
+        return self.describer.describe(frame.image, s.describe_prompt, s.max_new_tokens)
 
-    async def _consume(self, inflight: asyncio.Queue[_Pending | None], tg: asyncio.TaskGroup) -> None:
-        while (item := await inflight.get()) is not None:
+    async def _collect(
+        self,
+        described: asyncio.Queue[_Pending | None],
+        judged: asyncio.Queue[_Judging | None],
+        tg: asyncio.TaskGroup,
+    ) -> None:
+        while (item := await described.get()) is not None:
             result = await item.text
             frame = item.frame
             if isinstance(result, BaseException):
@@ -147,42 +175,49 @@ class CameraPipeline:
             self.emit(desc)
             window = self.windows.add((desc, frame))
             if window is not None:
-                await self._judge(window, tg)
+                await judged.put(self._request_score(window, tg))
         tail = self.windows.flush()
         if tail is not None:
-            await self._judge(tail, tg)
+            await judged.put(self._request_score(tail, tg))
+        await judged.put(None)
 
-    async def _judge(self, window: tuple[WindowItem, ...], tg: asyncio.TaskGroup) -> None:
+    def _request_score(self, window: tuple[WindowItem, ...], tg: asyncio.TaskGroup) -> _Judging:
         texts = tuple(d.text for d, _ in window)
-        try:
-            score = await self.judge.score(texts, self.settings.context, self.settings.judge_template)
-        except Exception as exc:
-            self.counters.errors += 1
-            log.error("camera %r: judging a window failed: %s", self.camera, exc)
-            return
-        self._seq += 1
-        ws = WindowScore(
-            camera=self.camera,
-            seq=self._seq,
-            start_time=window[0][0].stream_time,
-            end_time=window[-1][0].stream_time,
-            wall_time=time.time(),
-            score=score,
-            descriptions=texts,
-            frame_indices=tuple(d.frame_index for d, _ in window),
-        )
-        self.counters.windows += 1
-        self.counters.last_score = score
-        self.emit(ws)
-        snapshot = None
-        if self.alerts.wants_snapshot(score):
-            image = window[-1][1].image
-            snapshot = await asyncio.to_thread(encode_jpeg, image, self.settings.snapshot_quality)
-        for change in self.alerts.update(ws, snapshot):
-            self.emit(change)
-            if change.type == "new":
-                self.counters.events += 1
-                tg.create_task(self._explain(change.after), name=f"{self.camera}-explain-{change.after.id}")
+        s = self.settings
+        task = tg.create_task(_outcome(self.judge.score(texts, s.context, s.judge_template)))
+        return _Judging(window, task)
+
+    async def _alert(self, judged: asyncio.Queue[_Judging | None], tg: asyncio.TaskGroup) -> None:
+        while (item := await judged.get()) is not None:
+            score = await item.score
+            window = item.window
+            if isinstance(score, BaseException):
+                self.counters.errors += 1
+                log.error("camera %r: judging a window failed: %s", self.camera, score)
+                continue
+            self._seq += 1
+            ws = WindowScore(
+                camera=self.camera,
+                seq=self._seq,
+                start_time=window[0][0].stream_time,
+                end_time=window[-1][0].stream_time,
+                wall_time=time.time(),
+                score=score,
+                descriptions=tuple(d.text for d, _ in window),
+                frame_indices=tuple(d.frame_index for d, _ in window),
+            )
+            self.counters.windows += 1
+            self.counters.last_score = score
+            self.emit(ws)
+            snapshot = None
+            if self.alerts.wants_snapshot(score):
+                image = window[-1][1].image
+                snapshot = await asyncio.to_thread(encode_jpeg, image, self.settings.snapshot_quality)
+            for change in self.alerts.update(ws, snapshot):
+                self.emit(change)
+                if change.type == "new":
+                    self.counters.events += 1
+                    tg.create_task(self._explain(change.after), name=f"{self.camera}-explain-{change.after.id}")
 
     async def _explain(self, event: Event) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -75,47 +76,48 @@ def expected_score(probs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(np.clip((probs @ values) / np.where(total > 0, total, 1.0), 0.0, 1.0), dtype=np.float64)
 
 
-class ScoreCache:
-    """A small LRU of prompt -> score, so unchanged scenes do not cost another forward pass."""
-
-    def __init__(self, maxsize: int = 512) -> None:
-        self.maxsize = maxsize
-        self.hits = 0
-        self._items: OrderedDict[ChatPrompt, float] = OrderedDict()
-
-    def get(self, key: ChatPrompt) -> float | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-            self.hits += 1
-        return value
-
-    def put(self, key: ChatPrompt, value: float) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
-
-
 class Judge:
-    """Scores windows and writes explanations through an inference worker, with a score cache."""
+    """Scores windows and writes explanations through an inference worker.
+
+    Scores are remembered per prompt (an LRU of ``cache_size``), and a window that is already being
+    scored is not sent twice: a static scene costs one forward pass, however many windows repeat it.
+    """
 
     def __init__(self, worker: InferenceWorker, settings: JudgeSettings, *, cache_size: int = 512) -> None:
         self.worker = worker
         self.settings = settings
-        self.cache = ScoreCache(cache_size)
+        self.cache_size = cache_size
+        self.hits = 0
+        self._cache: OrderedDict[ChatPrompt, asyncio.Future[float]] = OrderedDict()
 
     async def score(
         self, descriptions: Sequence[str], context: str | None = None, template: str | None = None
     ) -> float:
         """Anomaly score in [0, 1] of one window (one forward pass, or a cache hit)."""
         prompt = judge_prompt(self.settings, descriptions, context, template)
-        cached = self.cache.get(prompt)
-        if cached is not None:
-            return cached
-        probs = await self.worker.answer_probs(prompt, self.settings.answers)
+        known = self._cache.get(prompt)
+        if known is not None:
+            self._cache.move_to_end(prompt)
+            self.hits += 1
+            return await asyncio.shield(known)
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if self.cache_size:
+            self._cache[prompt] = fut
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        try:
+            probs = await self.worker.answer_probs(prompt, self.settings.answers)
+        except BaseException as exc:
+            if self._cache.get(prompt) is fut:
+                del self._cache[prompt]
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)
+                fut.exception()  # retrieved here; other waiters get it too
+            raise
         value = float(expected_score(probs)[0])
-        self.cache.put(prompt, value)
+        fut.set_result(value)
         return value
 
     async def explain(self, descriptions: Sequence[str], context: str | None = None) -> str:

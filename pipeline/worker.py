@@ -65,15 +65,20 @@ class WorkerStats:
 class InferenceWorker:
     """Serves describe, score and generate requests from one thread, in batches.
 
-    A batch holds up to ``max_batch`` requests of one kind (and the same settings); the worker waits at
-    most ``max_wait_ms`` after the oldest request for a batch to fill. Score requests go first; among
-    the rest the oldest request wins, so explanations are never starved.
+    ``backend`` describes images; ``judge`` (by default the same model) scores and explains. Serving both
+    models from one thread keeps one device busy with one batch at a time instead of two contending.
+    A batch holds up to ``max_batch`` requests of one kind (and the same settings). A kind is due when
+    its batch is full or its oldest request has waited ``max_wait_ms``; a due score batch (one cheap
+    forward pass that gates alerts) goes first, otherwise the due kind with the oldest request, so
+    explanations are never starved. Under load, partial score batches wait for full describe batches
+    (throughput); when idle, nothing waits longer than ``max_wait_ms`` (latency).
     """
 
     def __init__(
         self,
         backend: ModelBackend,
         *,
+        judge: ModelBackend | None = None,
         max_batch: int = 8,
         max_wait_ms: float = 50.0,
         max_pending: int | None = None,
@@ -82,6 +87,7 @@ class InferenceWorker:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.backend = backend
+        self.judge = judge or backend
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_pending = max_pending or 64 * max_batch
@@ -157,29 +163,41 @@ class InferenceWorker:
 
     # -- the thread --------------------------------------------------------------------------------
 
-    def _next_kind(self) -> RequestKind | None:
-        if self._queues[RequestKind.SCORE]:
-            return RequestKind.SCORE
-        heads = [(q[0].enqueued, k) for k, q in self._queues.items() if q]
-        return min(heads, key=lambda h: h[0])[1] if heads else None
+    def _pick(self, now: float) -> tuple[RequestKind | None, float | None]:
+        """The kind to serve now, or (None, seconds until one is due). Caller holds the lock.
+
+        A kind is due when a batch of it is full or its oldest request has waited ``max_wait``. A due
+        score batch goes first; otherwise the due kind with the oldest request.
+        """
+        due: list[tuple[float, RequestKind]] = []
+        wait: float | None = None
+        for kind, q in self._queues.items():
+            if not q:
+                continue
+            key = q[0].key
+            deadline = q[0].enqueued + self.max_wait_s
+            if deadline <= now or sum(1 for r in q if r.key == key) >= self.max_batch:
+                if kind is RequestKind.SCORE:
+                    return kind, None
+                due.append((q[0].enqueued, kind))
+            else:
+                wait = deadline - now if wait is None else min(wait, deadline - now)
+        if due:
+            return min(due)[1], None
+        return None, wait
 
     def _take_batch(self) -> list[_Request] | None:
-        """Block until a batch is ready (full, or its oldest request waited max_wait); None when closed."""
+        """Block until a batch is due; None once the worker is closed."""
         with self._cond:
             while True:
                 if self._closed:
                     return None
-                kind = self._next_kind()
+                kind, wait = self._pick(time.monotonic())
                 if kind is None:
-                    self._cond.wait()
+                    self._cond.wait(wait)
                     continue
                 q = self._queues[kind]
                 key = q[0].key
-                same = sum(1 for r in q if r.key == key)
-                remaining = q[0].enqueued + self.max_wait_s - time.monotonic()
-                if same < self.max_batch and remaining > 0:
-                    self._cond.wait(remaining)
-                    continue
                 batch: list[_Request] = []
                 rest: deque[_Request] = deque()
                 while q:
@@ -201,7 +219,8 @@ class InferenceWorker:
                 results = self._execute(kind, batch)
             except Exception as exc:
                 self.stats.errors += 1
-                log.error("%s batch of %d failed on %s: %s", kind.value, len(batch), self.backend.name, exc)
+                model = self.backend if kind is RequestKind.DESCRIBE else self.judge
+                log.error("%s batch of %d failed on %s: %s", kind.value, len(batch), model.name, exc)
                 for r in batch:
                     r.future.set_exception(exc)
                 continue
@@ -219,5 +238,5 @@ class InferenceWorker:
         if kind is RequestKind.DESCRIBE:
             return self.backend.describe([r.payload[0] for r in batch], [r.payload[1] for r in batch], setting)
         if kind is RequestKind.SCORE:
-            return list(self.backend.answer_probs([r.payload for r in batch], setting))
-        return self.backend.generate([r.payload for r in batch], setting)
+            return list(self.judge.answer_probs([r.payload for r in batch], setting))
+        return self.judge.generate([r.payload for r in batch], setting)

@@ -44,10 +44,16 @@ def test_motion_gate_skips_unchanged_scene() -> None:
     gate = MotionGate(threshold=0.02, max_reuse_s=10)
     assert gate.needs_model(thumb(100), 0.0)  # first frame is always described
     assert not gate.needs_model(thumb(101), 1.0)  # tiny change: reuse
-    assert not gate.needs_model(thumb(103), 2.0)  # still compared with the described frame, 3/255 < 0.02
-    assert gate.needs_model(thumb(120), 3.0)  # big change
-    assert not gate.needs_model(thumb(120), 4.0)
-    assert gate.needs_model(thumb(120), 13.5)  # too long since the last description
+    drift = thumb(100)
+    drift[:, :32] = 120  # half the picture 20 levels brighter: below the pixel delta, noise
+    assert not gate.needs_model(drift, 2.0)
+    small = thumb(100)
+    small[:4, :4] = 200  # a small figure: 16 of 2304 pixels = 0.7 %
+    assert not gate.needs_model(small, 2.5)
+    small[:8, :8] = 200  # 64 pixels = 2.8 %: motion
+    assert gate.needs_model(small, 3.0)
+    assert not gate.needs_model(small, 4.0)  # compared with the new reference
+    assert gate.needs_model(small, 13.5)  # too long since the last description
 
 
 def test_motion_gate_disabled_and_change_metric() -> None:
