@@ -112,6 +112,14 @@ def test_missing_model_says_what_to_do(tmp_path: Path, clip: Path) -> None:
     assert "cannot load model" in r.stderr and "no such directory" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_uncached_hub_model_offline_says_what_to_do(clip: Path) -> None:
+    r = monitor("run", "--source", str(clip), "--model", "google/gemma-3-4b-it", env={"HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 2
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "cannot load model 'google/gemma-3-4b-it'" in line
+    assert "hf download google/gemma-3-4b-it --local-dir DIR" in line
+
+
 def test_corrupt_file_beside_a_good_one(tmp_path: Path, tiny_vlm: Path) -> None:
     good = make_clip(tmp_path / "good.mp4", seconds=2)
     bad = corrupt_copy(good, tmp_path / "bad.mp4")
