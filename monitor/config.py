@@ -28,7 +28,7 @@ DEFAULT_JUDGE_SYSTEM = (
 DEFAULT_JUDGE_PROMPT = (
     "{context}Camera observations, oldest first:\n{descriptions}\n\n"
     "On a scale from 0 (completely normal) to 9 (clearly an emergency or crime), how anomalous is this? "
-    "Answer with one digit.\nAnswer:"
+    "Answer with one digit.\nAnswer: "
 )
 DEFAULT_EXPLAIN_PROMPT = (
     "{context}Camera observations, oldest first:\n{descriptions}\n\n"
