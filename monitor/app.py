@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from monitor.config import AppConfig, CameraConfig
 from pipeline.alerts import AlertMachine, AlertSettings
 from pipeline.backend import ModelBackend
-from pipeline.camera import CameraPipeline, CameraSettings, WindowItem
+from pipeline.camera import CameraCounters, CameraPipeline, CameraSettings, WindowItem
 from pipeline.judge import Judge, JudgeSettings
 from pipeline.motion import MotionGate
 from pipeline.queues import ThreadToAsyncQueue
@@ -19,8 +19,8 @@ from pipeline.records import CameraStatus, Frame
 from pipeline.sampling import FrameSampler
 from pipeline.sources import SourceSettings, VideoSource
 from pipeline.windows import SlidingWindows
-from pipeline.worker import InferenceWorker
-from sinks.base import Sink, SinkHub
+from pipeline.worker import InferenceWorker, WorkerStats
+from sinks.base import Sink, SinkHub, SinkRunner
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,15 @@ class RunSummary:
     def failed(self) -> tuple[CameraSummary, ...]:
         """Cameras whose file source could not be read through."""
         return tuple(c for c in self.cameras if c.source_error is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStats:
+    """A view of the running monitor's counters."""
+
+    cameras: list[tuple[CameraStatus, CameraCounters]]
+    worker: WorkerStats | None
+    sinks: list[SinkRunner]
 
 
 class _Camera:
@@ -130,6 +139,17 @@ class Monitor:
         self.sinks = sinks
         self.max_seconds = max_seconds
         self.drain_timeout_s = drain_timeout_s
+        self._cameras: list[_Camera] = []
+        self._worker: InferenceWorker | None = None
+        self._hub: SinkHub | None = None
+
+    def live_stats(self) -> LiveStats:
+        """The running monitor's counters (for the metrics endpoint); empty before :meth:`run`."""
+        return LiveStats(
+            cameras=[(c.status(), c.stage.counters) for c in self._cameras],
+            worker=None if self._worker is None else self._worker.stats,
+            sinks=[] if self._hub is None else list(self._hub.runners),
+        )
 
     def _build_camera(self, cam: CameraConfig, worker: InferenceWorker, judge: Judge, hub: SinkHub) -> _Camera:
         cfg = self.cfg
@@ -200,9 +220,11 @@ class Monitor:
             name="model",
         )
         judge = Judge(worker, judge_settings(cfg), cache_size=cfg.judge.cache_size)
+        self._worker = worker
         interrupted = False
         async with SinkHub(self.sinks, maxsize=cfg.outputs.sink_queue_size) as hub:
-            cameras = [self._build_camera(cam, worker, judge, hub) for cam in cfg.cameras]
+            self._hub = hub
+            cameras = self._cameras = [self._build_camera(cam, worker, judge, hub) for cam in cfg.cameras]
             worker.start()
             for c in cameras:
                 c.source.start()

@@ -128,9 +128,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
-    from sinks.base import Sink
-    from sinks.jsonl_sink import JsonLinesSink
-    from sinks.log_sink import LogSink
+    from monitor.outputs import build_sinks
 
     cfg = _apply_overrides(_load_config(args.config), args)
     setup_logging(args.log_level or cfg.log_level, secrets_to_hide(c.url for c in cfg.cameras))
@@ -141,11 +139,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not cfg.cameras:
         return _fail("none of the sources can be read")
     describer, judge = load_backends(cfg)
-    sinks: list[Sink] = [LogSink(log_descriptions=cfg.outputs.log_descriptions)]
-    if cfg.outputs.jsonl:
-        sinks.append(JsonLinesSink(cfg.outputs.dir))
-        log.info("writing results to %s", cfg.outputs.dir / "results.jsonl")
+    sinks, mqtt = build_sinks(cfg)
     monitor = Monitor(cfg, describer=describer, judge=judge, sinks=sinks, max_seconds=args.max_seconds)
+    if cfg.metrics.port is not None:
+        from monitor.prometheus import MonitorCollector, serve
+
+        serve(MonitorCollector(monitor, mqtt), cfg.metrics.port, cfg.metrics.address)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -200,6 +199,51 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _history(args: argparse.Namespace) -> Path:
+    return Path(args.db) if args.db else _load_config(args.config).store.path
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from monitor.history import parse_time, render
+    from sinks.event_store import EventStore
+
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        return _fail(str(exc))
+    path = _history(args)
+    try:
+        store = EventStore(path, readonly=True)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    try:
+        print(render(store.events(camera=args.camera, since=since, until=until), args.format))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_event_show(args: argparse.Namespace) -> int:
+    from monitor.history import show
+    from sinks.event_store import EventStore
+
+    path = _history(args)
+    try:
+        store = EventStore(path, readonly=True)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    try:
+        event = store.event(args.id)
+        if event is None:
+            return _fail(f"no event {args.id!r} in {path} (or the prefix is not unique)", EXIT_FAILED)
+        target = Path(args.snapshot) if args.snapshot else Path(f"{event.id}.jpg")
+        print(show(store, event, target))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Real-time video anomaly monitor (Gemma 3).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -222,6 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("path", nargs="?", default=str(DEFAULT_CONFIG), metavar="PATH")
     check.set_defaults(func=cmd_check_config)
+
+    events = sub.add_parser("events", help="list events from the history (or: events show ID)")
+    events.add_argument("--config", type=Path, help="configuration file (where the history is)")
+    events.add_argument("--db", metavar="PATH", help="the history file (default: [store] path of the config)")
+    events.add_argument("--camera", metavar="C")
+    events.add_argument("--since", metavar="T", help="e.g. 2h, 7d, 2026-11-25T08:00 or a Unix time")
+    events.add_argument("--until", metavar="T")
+    events.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    events.set_defaults(func=cmd_events)
+    events_sub = events.add_subparsers(dest="events_command", metavar="show")
+    show = events_sub.add_parser("show", help="one event with its descriptions; writes its snapshot")
+    show.add_argument("id", help="event id (or a unique prefix)")
+    show.add_argument("--snapshot", metavar="FILE", help="where to write the JPEG (default: ./<id>.jpg)")
+    show.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    show.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS)
+    show.set_defaults(func=cmd_event_show)
 
     ev = sub.add_parser("eval-judge", help="score labelled descriptions; print ROC-AUC and AP")
     ev.add_argument("file", metavar="FILE.jsonl")

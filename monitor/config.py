@@ -206,6 +206,69 @@ class OutputConfig(_Section):
     sink_queue_size: int = Field(1000, ge=1, le=1_000_000, title="Records buffered per sink before dropping")
 
 
+TopicPart = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")]
+
+
+class TlsConfig(_Section):
+    """TLS towards the broker."""
+
+    ca_file: Path | None = Field(None, title="CA certificate(s) to trust (PEM); unset: the system's")
+    cert_file: Path | None = Field(None, title="Client certificate (PEM), for brokers that require one")
+    key_file: Path | None = Field(None, title="Client private key (PEM)")
+    insecure: bool = Field(False, title="Skip certificate and host name checks (testing only)")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(_Section):
+    """Alerts and state over MQTT (Frigate / Home Assistant conventions)."""
+
+    enabled: bool = Field(False, title="Publish to an MQTT broker")
+    host: str = Field("127.0.0.1", min_length=1, max_length=253)
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = Field("llmvad-monitor", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    topic_prefix: TopicPart = Field("llmvad", title="All topics start with this")
+    username: str | None = Field(None, min_length=1, max_length=1024)
+    password: str | None = Field(None, max_length=1024, title="Use ${ENV_VAR} rather than writing it here")
+    tls: TlsConfig | None = Field(None, title="Set (even empty: [mqtt.tls]) to connect with TLS")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    discovery: bool = Field(True, title="Home Assistant MQTT discovery")
+    discovery_prefix: TopicPart = "homeassistant"
+    outbox: Path = Field(Path("state/mqtt-outbox.sqlite"), title="Alerts wait here until the broker has them")
+    reconnect_initial_s: float = Field(1.0, gt=0, le=600)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    snapshot_max_bytes: int = Field(4_000_000, ge=1024, le=256_000_000, title="Larger snapshots are not sent")
+
+    @model_validator(mode="after")
+    def _checks(self) -> MqttConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must not be below reconnect_initial_s")
+        return self
+
+
+class StoreConfig(_Section):
+    """The event history (SQLite, WAL)."""
+
+    enabled: bool = Field(True, title="Keep descriptions, scores and events")
+    path: Path = Field(Path("state/events.sqlite"))
+    max_age_days: float = Field(30.0, gt=0, le=36_500, title="Older rows are deleted")
+    max_size_mb: float = Field(2048.0, gt=0, le=10_000_000, title="Oldest rows go first beyond this size")
+    descriptions: bool = Field(True, title="Also keep every description (not only scores and events)")
+
+
+class MetricsConfig(_Section):
+    """The Prometheus endpoint."""
+
+    port: int | None = Field(None, ge=1, le=65535, title="Serve /metrics on this port; unset: off")
+    address: str = Field("127.0.0.1", min_length=1, title="Address to listen on (0.0.0.0 for all)")
+
+
 class AppConfig(_Section):
     """The whole configuration."""
 
@@ -216,6 +279,9 @@ class AppConfig(_Section):
     windows: WindowConfig = WindowConfig()
     alerting: AlertConfig = AlertConfig()
     outputs: OutputConfig = OutputConfig()
+    mqtt: MqttConfig = MqttConfig()
+    store: StoreConfig = StoreConfig()
+    metrics: MetricsConfig = MetricsConfig()
     cameras: tuple[CameraConfig, ...] = ()
 
     @field_validator("cameras")
@@ -308,15 +374,37 @@ def validate(data: Mapping[str, Any], *, source: str = "config", env: Mapping[st
 
 
 def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
-    """Make file sources and the output folder relative to the config file's folder."""
+    """Make file paths relative to the config file's folder; check that TLS files exist."""
+
+    def rel(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
     cameras = tuple(
         cam
         if cam.is_live or Path(cam.url).is_absolute()
         else cam.model_copy(update={"url": os.path.normpath(base / cam.url)})
         for cam in cfg.cameras
     )
-    out = cfg.outputs.dir if cfg.outputs.dir.is_absolute() else base / cfg.outputs.dir
-    return cfg.model_copy(update={"cameras": cameras, "outputs": cfg.outputs.model_copy(update={"dir": out})})
+    mqtt = cfg.mqtt.model_copy(update={"outbox": rel(cfg.mqtt.outbox)})
+    if cfg.mqtt.tls is not None:
+        tls = cfg.mqtt.tls
+        files = {
+            k: rel(v)
+            for k, v in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file))
+            if v is not None
+        }
+        missing = [(f"mqtt.tls.{k}", f"file not found: {v}") for k, v in files.items() if not v.is_file()]
+        if missing and cfg.mqtt.enabled:
+            raise ConfigError(str(base), missing)
+        mqtt = mqtt.model_copy(update={"tls": tls.model_copy(update=files)})
+    return cfg.model_copy(
+        update={
+            "cameras": cameras,
+            "outputs": cfg.outputs.model_copy(update={"dir": rel(cfg.outputs.dir)}),
+            "mqtt": mqtt,
+            "store": cfg.store.model_copy(update={"path": rel(cfg.store.path)}),
+        }
+    )
 
 
 def load(path: Path | str, *, env: Mapping[str, str] | None = None) -> AppConfig:
@@ -335,4 +423,7 @@ def load(path: Path | str, *, env: Mapping[str, str] | None = None) -> AppConfig
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [("", f"invalid TOML: {exc}")]) from None
     cfg = validate(data, source=str(path), env=env)
-    return _resolve_paths(cfg, path.resolve().parent)
+    try:
+        return _resolve_paths(cfg, path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(str(path), exc.problems) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import threading
 import time
@@ -47,19 +48,38 @@ class _Request:
     enqueued: float = field(default_factory=time.monotonic)
 
 
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def _histogram(bounds: tuple[float, ...]) -> dict[RequestKind, list[int]]:
+    return {k: [0] * (len(bounds) + 1) for k in RequestKind}
+
+
 @dataclass
 class WorkerStats:
-    """What the worker has done; read from any thread."""
+    """What the worker has done; written by its thread, read from any thread.
+
+    ``latency`` and ``batch_sizes`` count batches per bucket of :data:`LATENCY_BUCKETS_S` and
+    :data:`BATCH_BUCKETS` (the last slot is everything above).
+    """
 
     batches: dict[RequestKind, int] = field(default_factory=lambda: dict.fromkeys(RequestKind, 0))
     items: dict[RequestKind, int] = field(default_factory=lambda: dict.fromkeys(RequestKind, 0))
     busy_s: dict[RequestKind, float] = field(default_factory=lambda: dict.fromkeys(RequestKind, 0.0))
+    latency: dict[RequestKind, list[int]] = field(default_factory=lambda: _histogram(LATENCY_BUCKETS_S))
+    batch_sizes: dict[RequestKind, list[int]] = field(default_factory=lambda: _histogram(BATCH_BUCKETS))
     errors: int = 0
-    last_batch_size: int = 0
-    last_latency_s: float = 0.0
 
     def mean_batch(self, kind: RequestKind) -> float:
         return self.items[kind] / self.batches[kind] if self.batches[kind] else 0.0
+
+    def record(self, kind: RequestKind, size: int, seconds: float) -> None:
+        self.batches[kind] += 1
+        self.items[kind] += size
+        self.busy_s[kind] += seconds
+        self.latency[kind][bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.batch_sizes[kind][bisect.bisect_left(BATCH_BUCKETS, size)] += 1
 
 
 class InferenceWorker:
@@ -225,11 +245,7 @@ class InferenceWorker:
                     r.future.set_exception(exc)
                 continue
             dt = time.monotonic() - t0
-            st = self.stats
-            st.batches[kind] += 1
-            st.items[kind] += len(batch)
-            st.busy_s[kind] += dt
-            st.last_batch_size, st.last_latency_s = len(batch), dt
+            self.stats.record(kind, len(batch), dt)
             for r, res in zip(batch, results, strict=True):
                 r.future.set_result(res)
 

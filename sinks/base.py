@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
-from pipeline.records import Record
+from pipeline.records import EventChange, Record
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,16 @@ class SinkRunner:
         self._last_error_log = 0.0
 
     def offer(self, record: Record) -> None:
-        """Queue a record without blocking (called on the event loop)."""
+        """Queue a record without blocking (called on the event loop).
+
+        When full, the oldest record that is not an event change is dropped: alerts are kept before
+        scores, descriptions and status.
+        """
         if len(self._items) >= self.maxsize:
-            self._items.popleft()
+            victim = next((i for i, r in enumerate(self._items) if not isinstance(r, EventChange)), 0)
+            if isinstance(self._items[victim], EventChange):
+                log.error("sink %s is %d event changes behind: dropping the oldest", self.sink.name, self.maxsize)
+            del self._items[victim]
             self.dropped += 1
         self._items.append(record)
         self._ready.set()

@@ -8,14 +8,17 @@ from pipeline.records import CameraStatus, Description, Event, EventChange, Reco
 
 
 def event_dict(event: Event, snapshot: str | None = None) -> dict[str, Any]:
-    """An event without its JPEG bytes; ``snapshot`` is where they were stored, if anywhere."""
+    """An event without its JPEG bytes; ``snapshot`` is where they were stored, if anywhere.
+
+    ``start``/``end`` are Unix times; ``start_time``/``end_time`` are seconds of the camera's stream.
+    """
     return {
         "id": event.id,
         "camera": event.camera,
-        "start_time": event.start_time,
-        "start_wall": event.start_wall,
-        "end_time": event.end_time,
-        "end_wall": event.end_wall,
+        "start": event.start_wall,
+        "end": event.end_wall,
+        "start_time": round(event.start_time, 4),
+        "end_time": None if event.end_time is None else round(event.end_time, 4),
         "peak_score": round(event.peak_score, 6),
         "score": round(event.score, 6),
         "peak_frame_index": event.peak_frame_index,

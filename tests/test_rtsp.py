@@ -107,7 +107,7 @@ async def test_source_reconnects_after_server_restart(
         assert src.stats.connected
         rtsp_server.stop()
         deadline = time.monotonic() + 15
-        while src.stats.connected and time.monotonic() < deadline:  # noqa: ASYNC110 (set by a thread)
+        while src.stats.connected and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         assert not src.stats.connected, "the source did not notice the server going away"
         while len(q):

@@ -1,0 +1,94 @@
+"""``monitor events``: list and show events from the history."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from sinks.event_store import EventStore, StoredEvent
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(text: str, *, now: float | None = None) -> float:
+    """A Unix time from ``2h``/``30m``/``7d`` (that long ago), an ISO 8601 date-time (local time when no
+    zone is given) or a Unix timestamp. Raises ValueError naming the text."""
+    text = text.strip()
+    if m := _RELATIVE.match(text):
+        return (now or time.time()) - float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ValueError(f"cannot read time {text!r}: use e.g. 2h, 30m, 7d, 2026-11-25T14:00 or a Unix time") from None
+
+
+def _clock(t: float | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
+
+
+def _duration(e: StoredEvent) -> str:
+    return "open" if e.end is None else f"{e.end - e.start:.0f}s"
+
+
+def render(events: Sequence[StoredEvent], fmt: str) -> str:
+    """Events as an aligned table, a JSON array or CSV."""
+    if fmt == "json":
+        return json.dumps([e.as_dict() for e in events], indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["id", "camera", "start", "end", "peak_score", "explanation"])
+        for e in events:
+            w.writerow([e.id, e.camera, _clock(e.start), _clock(e.end), f"{e.peak_score:.3f}", e.explanation or ""])
+        return buf.getvalue().rstrip("\n")
+    rows = [("ID", "CAMERA", "START", "DURATION", "PEAK", "EXPLANATION")]
+    for e in events:
+        expl = (e.explanation or "").replace("\n", " ")
+        rows.append(
+            (
+                e.id,
+                e.camera,
+                _clock(e.start),
+                _duration(e),
+                f"{e.peak_score:.2f}",
+                expl[:60] + ("…" if len(expl) > 60 else ""),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:5])) + "  " + r[5] for r in rows]
+    lines.append(f"{len(events)} event{'s' if len(events) != 1 else ''}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def show(store: EventStore, event: StoredEvent, snapshot_path: Path | None) -> str:
+    """A readable account of one event; writes its snapshot to ``snapshot_path`` when it has one."""
+    lines = [
+        f"event {event.id} on {event.camera}",
+        f"  start: {_clock(event.start)} (stream {event.start_time:.1f} s)",
+        f"  end:   {_clock(event.end)}" + ("" if event.end_time is None else f" (stream {event.end_time:.1f} s)"),
+        f"  peak score {event.peak_score:.3f}, last score {event.score:.3f}, peak frame {event.peak_frame_index}",
+        f"  explanation: {event.explanation or '(none)'}",
+        "  descriptions of the peak window:",
+        *(f"    - {d}" for d in event.descriptions),
+    ]
+    seen = store.descriptions(event.camera, event.start - 1.0, (event.end or time.time()) + 1.0)
+    if seen:
+        lines.append("  everything described during the event:")
+        lines += [f"    {_clock(d.wall_time)}  {d.text}{'  (unchanged)' if d.reused else ''}" for d in seen]
+    if event.snapshot is not None and snapshot_path is not None:
+        snapshot_path.write_bytes(event.snapshot)
+        lines.append(f"  snapshot written to {snapshot_path}")
+    elif event.snapshot is None:
+        lines.append("  no snapshot")
+    return "\n".join(lines)

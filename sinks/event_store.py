@@ -1,0 +1,259 @@
+"""The event history: descriptions, window scores and events with snapshots, in SQLite (WAL)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.records import Description, Event, WindowScore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS descriptions (
+    id INTEGER PRIMARY KEY, camera TEXT NOT NULL, frame_index INTEGER NOT NULL, stream_time REAL NOT NULL,
+    wall_time REAL NOT NULL, text TEXT NOT NULL, reused INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS descriptions_camera_wall ON descriptions (camera, wall_time);
+CREATE TABLE IF NOT EXISTS scores (
+    id INTEGER PRIMARY KEY, camera TEXT NOT NULL, seq INTEGER NOT NULL, start_time REAL NOT NULL,
+    end_time REAL NOT NULL, wall_time REAL NOT NULL, score REAL NOT NULL, descriptions TEXT NOT NULL,
+    frame_indices TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS scores_camera_wall ON scores (camera, wall_time);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, camera TEXT NOT NULL, start_wall REAL NOT NULL, end_wall REAL, start_time REAL NOT NULL,
+    end_time REAL, peak_score REAL NOT NULL, score REAL NOT NULL, peak_frame_index INTEGER NOT NULL,
+    explanation TEXT, descriptions TEXT NOT NULL, snapshot BLOB, updated_wall REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start_wall);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as kept in the history (``snapshot`` only when asked for)."""
+
+    id: str
+    camera: str
+    start: float
+    end: float | None
+    start_time: float
+    end_time: float | None
+    peak_score: float
+    score: float
+    peak_frame_index: int
+    explanation: str | None
+    descriptions: tuple[str, ...]
+    has_snapshot: bool
+    snapshot: bytes | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, without the JPEG bytes."""
+        return {
+            "id": self.id,
+            "camera": self.camera,
+            "start": self.start,
+            "end": self.end,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "peak_score": self.peak_score,
+            "score": self.score,
+            "peak_frame_index": self.peak_frame_index,
+            "explanation": self.explanation,
+            "descriptions": list(self.descriptions),
+            "has_snapshot": self.has_snapshot,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScore:
+    camera: str
+    wall_time: float
+    score: float
+    descriptions: tuple[str, ...]
+
+
+class EventStore:
+    """SQLite history. One connection; use it from one thread at a time."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"no event history at {self.path}")
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def add_description(self, d: Description) -> None:
+        self._db.execute(
+            "INSERT INTO descriptions (camera, frame_index, stream_time, wall_time, text, reused) VALUES (?,?,?,?,?,?)",
+            (d.camera, d.frame_index, d.stream_time, d.wall_time, d.text, int(d.reused)),
+        )
+
+    def add_score(self, s: WindowScore) -> None:
+        self._db.execute(
+            "INSERT INTO scores (camera, seq, start_time, end_time, wall_time, score, descriptions, frame_indices) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (
+                s.camera,
+                s.seq,
+                s.start_time,
+                s.end_time,
+                s.wall_time,
+                s.score,
+                json.dumps(list(s.descriptions)),
+                json.dumps(list(s.frame_indices)),
+            ),
+        )
+
+    def upsert_event(self, e: Event) -> None:
+        self._db.execute(
+            "INSERT INTO events (id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, "
+            "peak_frame_index, explanation, descriptions, snapshot, updated_wall) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(id) DO UPDATE SET end_wall=excluded.end_wall, end_time=excluded.end_time, "
+            "peak_score=excluded.peak_score, score=excluded.score, peak_frame_index=excluded.peak_frame_index, "
+            "explanation=excluded.explanation, descriptions=excluded.descriptions, "
+            "snapshot=COALESCE(excluded.snapshot, events.snapshot), updated_wall=excluded.updated_wall",
+            (
+                e.id,
+                e.camera,
+                e.start_wall,
+                e.end_wall,
+                e.start_time,
+                e.end_time,
+                e.peak_score,
+                e.score,
+                e.peak_frame_index,
+                e.explanation,
+                json.dumps(list(e.descriptions)),
+                e.snapshot,
+                time.time(),
+            ),
+        )
+
+    def close_open_events(self) -> int:
+        """Mark events left open by a crash as ended at their last update; returns how many."""
+        cur = self._db.execute("UPDATE events SET end_wall = updated_wall WHERE end_wall IS NULL")
+        return cur.rowcount
+
+    def enforce_retention(self, *, max_age_s: float, max_bytes: float, now: float | None = None) -> int:
+        """Delete rows older than ``max_age_s``, then the oldest rows while the file exceeds ``max_bytes``."""
+        cutoff = (now or time.time()) - max_age_s
+        deleted = 0
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for sql in (
+                "DELETE FROM descriptions WHERE wall_time < ?",
+                "DELETE FROM scores WHERE wall_time < ?",
+                "DELETE FROM events WHERE COALESCE(end_wall, start_wall) < ?",
+            ):
+                deleted += self._db.execute(sql, (cutoff,)).rowcount
+        for _ in range(20):
+            if self.size_bytes() <= max_bytes:
+                break
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                for table in ("descriptions", "scores", "events"):
+                    n = self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    order = "start_wall" if table == "events" else "id"
+                    deleted += self._db.execute(
+                        f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY {order} LIMIT ?)",
+                        (max(1, n // 10),),
+                    ).rowcount
+            self._db.execute("PRAGMA incremental_vacuum")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
+
+    def size_bytes(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def events(
+        self, *, camera: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[StoredEvent]:
+        """Events that overlap [since, until], oldest first."""
+        sql = (
+            "SELECT id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, peak_frame_index, "
+            "explanation, descriptions, snapshot IS NOT NULL FROM events WHERE 1=1"
+        )
+        args: list[Any] = []
+        if camera:
+            sql += " AND camera = ?"
+            args.append(camera)
+        if since is not None:
+            sql += " AND COALESCE(end_wall, 1e300) >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND start_wall <= ?"
+            args.append(until)
+        rows = self._db.execute(sql + " ORDER BY start_wall", args).fetchall()
+        return [_event(r) for r in rows]
+
+    def event(self, event_id: str) -> StoredEvent | None:
+        """One event with its snapshot, by id or by a prefix that only it has."""
+        cols = (
+            "id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, peak_frame_index, "
+            "explanation, descriptions, snapshot IS NOT NULL, snapshot"
+        )
+        rows = self._db.execute(f"SELECT {cols} FROM events WHERE id = ?", (event_id,)).fetchall()
+        if not rows:
+            rows = self._db.execute(
+                f"SELECT {cols} FROM events WHERE substr(id, 1, ?) = ? LIMIT 2", (len(event_id), event_id)
+            ).fetchall()
+        if len(rows) != 1:
+            return None
+        return _event(rows[0][:12], snapshot=rows[0][12])
+
+    def descriptions(self, camera: str, since: float, until: float) -> list[Description]:
+        rows = self._db.execute(
+            "SELECT camera, frame_index, stream_time, wall_time, text, reused FROM descriptions "
+            "WHERE camera = ? AND wall_time BETWEEN ? AND ? ORDER BY wall_time",
+            (camera, since, until),
+        ).fetchall()
+        return [Description(c, fi, st, wt, t, bool(r)) for c, fi, st, wt, t, r in rows]
+
+    def scores(self, *, since: float, camera: str | None = None) -> list[StoredScore]:
+        sql = "SELECT camera, wall_time, score, descriptions FROM scores WHERE wall_time >= ?"
+        args: list[Any] = [since]
+        if camera:
+            sql += " AND camera = ?"
+            args.append(camera)
+        rows = self._db.execute(sql + " ORDER BY wall_time", args).fetchall()
+        return [StoredScore(c, w, s, tuple(json.loads(d))) for c, w, s, d in rows]
+
+    def cameras(self) -> Sequence[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT camera FROM scores ORDER BY camera")]
+
+
+def _event(r: Sequence[Any], snapshot: bytes | None = None) -> StoredEvent:
+    return StoredEvent(
+        id=r[0],
+        camera=r[1],
+        start=r[2],
+        end=r[3],
+        start_time=r[4],
+        end_time=r[5],
+        peak_score=r[6],
+        score=r[7],
+        peak_frame_index=r[8],
+        explanation=r[9],
+        descriptions=tuple(json.loads(r[10])),
+        has_snapshot=bool(r[11]),
+        snapshot=snapshot,
+    )

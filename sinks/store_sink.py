@@ -1,0 +1,83 @@
+"""The sink that keeps the history in the :class:`EventStore`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from pipeline.records import Description, EventChange, Record, WindowScore
+from sinks.event_store import EventStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreSink:
+    """Writes descriptions, scores and events (with snapshots) to SQLite from a thread of its own,
+    and applies the retention limits at start and every ``retention_interval_s``."""
+
+    name = "store"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_age_days: float = 30.0,
+        max_size_mb: float = 2048.0,
+        keep_descriptions: bool = True,
+        retention_interval_s: float = 3600.0,
+    ) -> None:
+        self.path = Path(path)
+        self.max_age_s = max_age_days * 86400.0
+        self.max_bytes = max_size_mb * 1024 * 1024
+        self.keep_descriptions = keep_descriptions
+        self.retention_interval_s = retention_interval_s
+        self._store: EventStore | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-store")
+        self._retention: asyncio.Task[None] | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def open(self) -> None:
+        self._store = store = await self._run(EventStore, self.path)
+        closed = await self._run(store.close_open_events)
+        if closed:
+            log.info("event store: %d events left open by an earlier run were closed", closed)
+        self._retention = asyncio.create_task(self._retain(), name="store-retention")
+
+    async def _retain(self) -> None:
+        store = self._store
+        assert store is not None
+        while True:
+            deleted = await self._run(
+                lambda: store.enforce_retention(max_age_s=self.max_age_s, max_bytes=self.max_bytes)
+            )
+            if deleted:
+                log.info("event store: retention removed %d rows", deleted)
+            await asyncio.sleep(self.retention_interval_s)
+
+    async def handle(self, record: Record) -> None:
+        store = self._store
+        assert store is not None, "sink not opened"
+        if isinstance(record, Description):
+            if self.keep_descriptions:
+                await self._run(store.add_description, record)
+        elif isinstance(record, WindowScore):
+            await self._run(store.add_score, record)
+        elif isinstance(record, EventChange):
+            await self._run(store.upsert_event, record.after)
+
+    async def close(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+        if self._store is not None:
+            await self._run(self._store.close)
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,456 @@
+"""The MQTT sink against a real Mosquitto: payloads, discovery, outages, auth and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from monitor.app import Monitor
+from monitor.config import ConfigError, MqttConfig, load, validate
+from pipeline.records import Event, EventChange, WindowScore
+from sinks.mqtt_sink import MqttSink
+from tests.helpers.broker import Broker
+from tests.helpers.media import make_clip
+from tests.helpers.subscriber import Subscriber
+from tests.test_monitor_pipeline import AlarmAfter
+
+
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+def mqtt_cfg(port: int, pfx: str, **kw: object) -> MqttConfig:
+    return MqttConfig.model_validate(
+        {
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": port,
+            "topic_prefix": pfx,
+            "discovery_prefix": f"{pfx}-ha",
+            "client_id": f"mon-{pfx}",
+            "reconnect_initial_s": 0.1,
+            "reconnect_max_s": 0.5,
+            **kw,
+        }
+    )
+
+
+def event_change(kind: str, n: int, camera: str = "cam") -> EventChange:
+    ev = Event(
+        id=f"ev{n}",
+        camera=camera,
+        start_time=n,
+        start_wall=1000.0 + n,
+        end_time=None,
+        end_wall=None,
+        peak_score=0.9,
+        score=0.9,
+        peak_frame_index=n,
+        descriptions=(f"d{n}",),
+        snapshot=b"\xff\xd8jpg%d" % n,
+    )
+    if kind == "new":
+        return EventChange("new", None, ev)
+    return EventChange(kind, ev, replace(ev, end_time=n + 1.0, end_wall=1001.0 + n))  # type: ignore[arg-type]
+
+
+async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) -> None:
+    pfx = prefix()
+    clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
+    cfg = validate(
+        {
+            "cameras": [{"name": "door", "url": str(clip), "every_n_frames": 5}],
+            "windows": {"size": 2, "stride": 1},
+            "alerting": {"threshold": 0.6, "hysteresis": 0.1},
+            "outputs": {"status_interval_s": 0.2},
+            "mqtt": {
+                "enabled": True,
+                "port": broker.port,
+                "topic_prefix": pfx,
+                "discovery_prefix": f"{pfx}-ha",
+                "outbox": str(tmp_path / "outbox.sqlite"),
+            },
+            "store": {"enabled": False},
+        },
+        env={},
+    )
+    sink = MqttSink(cfg.mqtt, ["door"])
+    outside = subprocess.Popen(
+        ["mosquitto_sub", "-p", str(broker.port), "-t", f"{pfx}/events", "-v", "-q", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        async with Subscriber(broker.port, [f"{pfx}/#", f"{pfx}-ha/#"]) as sub:
+            await asyncio.sleep(0.3)  # mosquitto_sub is subscribed too
+            fake = AlarmAfter()
+            await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+            await sub.wait_for(lambda: any(m.payload == b"offline" for m in sub.on(f"{pfx}/available")))
+    finally:
+        await asyncio.sleep(0.3)
+        outside.terminate()
+        outside_lines = outside.communicate(timeout=5)[0].splitlines()
+
+    # discovery: one device per camera with a binary sensor and a sensor
+    (bs,) = sub.on(f"{pfx}-ha/binary_sensor/{pfx}_door/anomaly/config")
+    (sn,) = sub.on(f"{pfx}-ha/sensor/{pfx}_door/score/config")
+    bsc, snc = bs.json(), sn.json()
+    assert bsc["state_topic"] == f"{pfx}/door/anomaly" and bsc["device_class"] == "problem"
+    assert (bsc["payload_on"], bsc["payload_off"]) == ("ON", "OFF")
+    assert snc["state_topic"] == f"{pfx}/door/score" and snc["value_template"] == "{{ value_json.score }}"
+    for c in (bsc, snc):
+        assert c["availability_topic"] == f"{pfx}/available"
+        assert c["device"]["identifiers"] == [f"{pfx}_door"]
+    assert bsc["unique_id"] != snc["unique_id"]
+    # availability
+    assert [m.payload for m in sub.on(f"{pfx}/available")] == [b"online", b"offline"]
+    # scores: QoS 0 JSON with the window and its descriptions
+    scores = [m.json() for m in sub.on(f"{pfx}/door/score")]
+    assert len(scores) == 11
+    assert set(scores[0]) >= {"camera", "start_time", "end_time", "score", "descriptions"}
+    assert scores[-1]["score"] > 0.99 and scores[0]["camera"] == "door"
+    # events: new, update(s), end, each with before/after
+    events = [m.json() for m in sub.on(f"{pfx}/events")]
+    assert events[0]["type"] == "new" and events[-1]["type"] == "end"
+    assert events[0]["before"] is None
+    after = events[0]["after"]
+    assert set(after) >= {"id", "camera", "start", "end", "peak_score", "score", "explanation", "descriptions"}
+    assert any(e["type"] == "update" and e["after"]["explanation"] for e in events)
+    assert all(e["before"]["id"] == after["id"] for e in events[1:])
+    # anomaly state, retained: OFF at start, ON with the event, OFF at its end
+    assert [m.payload for m in sub.on(f"{pfx}/door/anomaly")] == [b"OFF", b"ON", b"OFF"]
+    # snapshot: JPEG, retained, before the event message that announces it
+    snaps = sub.on(f"{pfx}/door/snapshot")
+    assert snaps and snaps[0].payload[:2] == b"\xff\xd8"
+    order = [m.topic for m in sub.messages]
+    assert order.index(f"{pfx}/door/snapshot") < order.index(f"{pfx}/events")
+    # status
+    status = sub.on(f"{pfx}/door/status")[-1].json()
+    assert set(status) >= {"fps", "frames_dropped", "queue_depth", "connected"}
+    # retained for late subscribers: discovery, availability, anomaly state, snapshot
+    late = {m.topic: m for m in await Subscriber.retained(broker.port, f"{pfx}/#")}
+    late.update({m.topic: m for m in await Subscriber.retained(broker.port, f"{pfx}-ha/#")})
+    assert all(m.retain for m in late.values())
+    assert late[f"{pfx}/available"].payload == b"offline" and late[f"{pfx}/door/anomaly"].payload == b"OFF"
+    assert late[f"{pfx}/door/snapshot"].payload == snaps[-1].payload
+    assert bs.topic in late and sn.topic in late
+    assert f"{pfx}/events" not in late and f"{pfx}/door/score" not in late
+    # an outside client saw the same events
+    assert [json.loads(line.split(" ", 1)[1])["type"] for line in outside_lines] == [e["type"] for e in events]
+    assert sink.delivered >= len(events) and sink.pending == 0
+
+
+async def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: Broker, tmp_path: Path) -> None:
+    pfx = prefix()
+    sink = MqttSink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["a", "b"])
+    async with Subscriber(broker.port, [f"{pfx}-ha/#"]) as sub:
+        await sink.open()
+        try:
+            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 4)
+            import aiomqtt
+
+            async with aiomqtt.Client("127.0.0.1", broker.port) as ha:
+                await ha.publish(f"{pfx}-ha/status", b"online")
+            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 8)
+        finally:
+            await sink.close()
+
+
+async def test_alerts_survive_a_broker_outage_in_order(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pfx = prefix()
+    broker = Broker(tmp_path / "broker").start()
+    sink = MqttSink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["cam"])
+    try:
+        async with Subscriber(broker.port, [f"{pfx}/events"]) as sub:
+            await sink.open()
+            await asyncio.wait_for(sink.connected.wait(), 10)
+            for n in range(3):
+                await sink.handle(event_change("new", n))
+            await sub.wait_for(lambda: len(sub.messages) == 3)
+            broker.stop()
+            await asyncio.sleep(0.5)
+            assert not sink.connected.is_set()
+            for n in range(3, 20):  # events while the broker is away
+                await sink.handle(event_change("new", n))
+                await sink.handle(WindowScore("cam", n, 0, 1, 0, 0.5, ("x",), (1,)))  # state: dropped
+            assert sink.pending >= 17 and sink.dropped == 17
+            await asyncio.sleep(1.0)  # several reconnect attempts fail
+            broker.start()
+            await sub.wait_for(lambda: len(sub.messages) >= 20, timeout=20)
+            await asyncio.sleep(0.3)
+    finally:
+        await sink.close()
+        broker.stop()
+    ids = [m.json()["after"]["id"] for m in sub.messages]
+    # Every event, in order. QoS 1 is at-least-once: the broker may hand the subscriber a message again
+    # whose acknowledgement it had not saved when it stopped; the monitor itself published each once.
+    assert list(dict.fromkeys(ids)) == [f"ev{n}" for n in range(20)]
+    assert set(ids[: len(ids) - 17]) <= {"ev0", "ev1", "ev2"}
+    assert sink.delivered == 1 + 20 * 3 and sink.pending == 0  # anomaly OFF at start; snapshot, event, ON
+    outage_logs = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(outage_logs) == 1
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_delivers_the_undelivered_alert(tmp_path: Path, tiny_vlm: Path) -> None:
+    import sqlite3
+    import sys
+
+    from tests.test_cli_run import ROOT
+
+    pfx = prefix()
+    broker = Broker(tmp_path / "broker")  # not started yet: the first run sees no broker
+    clip = make_clip(tmp_path / "c.mp4", seconds=4)
+    outbox = tmp_path / "outbox.sqlite"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"""
+[alerting]
+threshold = 0.01
+hysteresis = 0.0
+[mqtt]
+enabled = true
+port = {broker.port}
+topic_prefix = "{pfx}"
+outbox = "{outbox}"
+reconnect_initial_s = 0.2
+reconnect_max_s = 0.5
+[store]
+path = "{tmp_path / "events.sqlite"}"
+[[cameras]]
+name = "sim"
+url = "{clip}"
+realtime = true
+loop = true
+every_n_frames = 5
+""")
+    cmd = [
+        sys.executable,
+        "-m",
+        "monitor",
+        "run",
+        "--config",
+        str(cfg),
+        "--model",
+        str(tiny_vlm),
+        "--output",
+        str(tmp_path / "out"),
+    ]
+
+    def pending_events() -> list[str]:
+        if not outbox.exists():
+            return []
+        with sqlite3.connect(outbox) as db:
+            rows = db.execute("SELECT payload FROM outbox WHERE topic = ?", (f"{pfx}/events",)).fetchall()
+        return [json.loads(r[0])["after"]["id"] for r in rows]
+
+    first = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not pending_events() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        undelivered = pending_events()
+        assert undelivered, "no event reached the outbox"
+    finally:
+        first.kill()  # SIGKILL: no clean shutdown, nothing flushed
+        first.wait()
+    broker.start()
+
+    async def restart_and_listen() -> list[str]:
+        async with Subscriber(broker.port, [f"{pfx}/events"]) as sub:
+            second = subprocess.Popen([*cmd, "--max-seconds", "8"], cwd=ROOT, stderr=subprocess.DEVNULL)
+            try:
+                await sub.wait_for(lambda: len(sub.messages) >= 1, timeout=60)
+            finally:
+                second.terminate()
+                await asyncio.to_thread(second.wait, 20)
+            return [m.json()["after"]["id"] for m in sub.messages]
+
+    try:
+        received = asyncio.run(restart_and_listen())
+    finally:
+        broker.stop()
+    assert received[: len(undelivered)] == undelivered
+
+
+async def test_password_authentication(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "monitor", "right-pass"], check=True)
+    broker = Broker(tmp_path / "broker", anonymous=False, extra=f"password_file {passwd}\n").start()
+    pfx = prefix()
+    try:
+        good = MqttSink(
+            mqtt_cfg(broker.port, pfx, username="monitor", password="right-pass", outbox=str(tmp_path / "good.sqlite")),
+            ["cam"],
+        )
+        async with Subscriber(broker.port, [f"{pfx}/events"], username="monitor", password="right-pass") as sub:
+            await good.open()
+            await good.handle(event_change("new", 1))
+            await sub.wait_for(lambda: len(sub.messages) == 1)
+            await good.close()
+        bad = MqttSink(
+            mqtt_cfg(
+                broker.port,
+                pfx,
+                username="monitor",
+                password="wrong-pass",
+                outbox=str(tmp_path / "bad.sqlite"),
+                client_id="bad",
+            ),
+            ["cam"],
+        )
+        await bad.open()
+        await bad.handle(event_change("new", 2))
+        await asyncio.sleep(1.5)
+        assert not bad.connected.is_set() and bad.pending >= 1  # kept for when the login works
+        await bad.close()
+    finally:
+        broker.stop()
+    errors = [r.getMessage() for r in caplog.records if "refused the login" in r.getMessage()]
+    assert len(errors) == 1 and "'monitor'" in errors[0] and "wrong-pass" not in errors[0]
+
+
+def make_ca(tmp: Path) -> dict[str, Path]:
+    """A self-signed CA and a server certificate for 127.0.0.1, made with openssl."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    p = {k: tmp / f"{k}.pem" for k in ("ca", "ca_key", "server", "server_key", "other_ca", "other_ca_key")}
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        str(p["ca_key"]),
+        "-out",
+        str(p["ca"]),
+    )
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=other-ca",
+        "-keyout",
+        str(p["other_ca_key"]),
+        "-out",
+        str(p["other_ca"]),
+    )
+    csr = tmp / "server.csr"
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(p["server_key"]),
+        "-out",
+        str(csr),
+    )
+    ext = tmp / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(p["ca"]),
+        "-CAkey",
+        str(p["ca_key"]),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(p["server"]),
+    )
+    return p
+
+
+async def test_tls_with_a_private_ca(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    certs = make_ca(tmp_path)
+    broker = Broker(
+        tmp_path / "broker", extra=f"cafile {certs['ca']}\ncertfile {certs['server']}\nkeyfile {certs['server_key']}\n"
+    )
+    broker.start()
+    tls_port = broker.port
+    pfx = prefix()
+    try:
+        good = MqttSink(
+            mqtt_cfg(tls_port, pfx, tls={"ca_file": str(certs["ca"])}, outbox=str(tmp_path / "good.sqlite")), ["cam"]
+        )
+        async with Subscriber(
+            tls_port, [f"{pfx}/events"], tls_params=__import__("aiomqtt").TLSParameters(ca_certs=str(certs["ca"]))
+        ) as sub:
+            await good.open()
+            await good.handle(event_change("new", 1))
+            await sub.wait_for(lambda: len(sub.messages) == 1)
+            await good.close()
+        wrong = MqttSink(
+            mqtt_cfg(
+                tls_port,
+                pfx,
+                tls={"ca_file": str(certs["other_ca"])},
+                client_id="w",
+                outbox=str(tmp_path / "wrong.sqlite"),
+            ),
+            ["cam"],
+        )
+        await wrong.open()
+        await asyncio.sleep(1.0)
+        assert not wrong.connected.is_set()
+        await wrong.close()
+    finally:
+        broker.stop()
+    warnings = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    assert warnings and "CERTIFICATE_VERIFY_FAILED" in warnings[0]
+
+
+def test_malformed_or_huge_mqtt_config_values(tmp_path: Path) -> None:
+    bad = {
+        "topic_prefix": "a/#",
+        "client_id": "x" * 500,
+        "port": 70000,
+        "username": "u" * 5000,
+        "host": "",
+    }
+    for key, value in bad.items():
+        with pytest.raises(ConfigError) as info:
+            validate({"mqtt": {key: value}}, env={})
+        assert info.value.problems[0][0] == f"mqtt.{key}", info.value.problems
+    with pytest.raises(ConfigError) as info:
+        validate({"mqtt": {"password": "p"}}, env={})
+    assert "without username" in info.value.problems[0][1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[mqtt]\nenabled = true\n[mqtt.tls]\nca_file = "missing-ca.pem"\n')
+    with pytest.raises(ConfigError) as info:
+        load(cfg)
+    assert info.value.problems[0][0] == "mqtt.tls.ca_file" and "file not found" in info.value.problems[0][1]
