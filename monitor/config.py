@@ -22,14 +22,29 @@ DEFAULT_DESCRIBE_PROMPT = (
     "or violent. Be factual; do not speculate."
 )
 DEFAULT_JUDGE_SYSTEM = (
-    "You review what a security camera saw and rate how anomalous it is: crime, violence, accidents, "
-    "fire, vandalism or other dangerous or unusual events are anomalous; ordinary activity is normal."
+    "Security camera event reports, each rated for whether it shows an anomaly (crime, violence, an "
+    "accident, fire, vandalism, theft, or another dangerous or unusual event)."
 )
-DEFAULT_JUDGE_PROMPT = (
-    "{context}Camera observations, oldest first:\n{descriptions}\n\n"
-    "On a scale from 0 (completely normal) to 9 (clearly an emergency or crime), how anomalous is this? "
-    "Answer with one digit.\nAnswer: "
-)
+DEFAULT_JUDGE_PROMPT = """Report: A woman walks her dog along the sidewalk.
+Anomaly: no
+
+Report: A man breaks the car window with a rock and takes a bag from the seat.
+Anomaly: yes
+
+Report: Customers wait in line at the counter and pay for their items.
+Anomaly: no
+
+Report: Two men punch and kick each other in the parking lot until one falls down.
+Anomaly: yes
+
+Report: A car drives slowly down the street and parks.
+Anomaly: no
+
+Report: Flames and thick smoke come out of the building's windows.
+Anomaly: yes
+
+{context}Report: {descriptions}
+Anomaly:"""
 DEFAULT_EXPLAIN_PROMPT = (
     "{context}Camera observations, oldest first:\n{descriptions}\n\n"
     "In one short sentence, say what is anomalous here and why it matters."
@@ -70,9 +85,10 @@ class JudgeConfig(_Section):
     system: str = Field(DEFAULT_JUDGE_SYSTEM, title="Instructions placed before the prompt")
     prompt: str = Field(DEFAULT_JUDGE_PROMPT, title="Judge prompt; {descriptions} and {context} are filled in")
     answers: tuple[str, ...] = Field(
-        tuple(str(d) for d in range(10)),
+        ("no", "yes"),
         min_length=2,
-        title="Answer tokens, lowest anomaly first; the score is their probability-weighted rank in [0, 1]",
+        title="Answer words (one token each), lowest anomaly first; the score is their probability-weighted "
+        "rank in [0, 1] (with two answers: p(yes))",
     )
     chat_template: Literal["auto", "always", "never"] = Field(
         "auto", title="Wrap prompts in the tokenizer's chat template (auto: when it has one)"

@@ -52,6 +52,8 @@ def render(events: Sequence[StoredEvent], fmt: str) -> str:
         for e in events:
             w.writerow([e.id, e.camera, _clock(e.start), _clock(e.end), f"{e.peak_score:.3f}", e.explanation or ""])
         return buf.getvalue().rstrip("\n")
+    if not events:
+        return "0 events"
     rows = [("ID", "CAMERA", "START", "DURATION", "PEAK", "EXPLANATION")]
     for e in events:
         expl = (e.explanation or "").replace("\n", " ")

@@ -140,7 +140,7 @@ class TransformersBackend:
         if chat_template == "always" and not has_template:
             raise ModelLoadError(self._name, "it has no chat template", "Set judge.chat_template = 'never' or 'auto'.")
         self.use_chat_template = has_template and chat_template != "never"
-        self._answer_ids: dict[tuple[str, ...], torch.Tensor] = {}
+        self._answer_ids: dict[tuple[str, ...], list[list[int]]] = {}
         self._eos = self._eos_ids()
         log.info(
             "loaded %s (%s, %s on %s) in %.1f s",
@@ -191,17 +191,30 @@ class TransformersBackend:
         enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
-    def answer_token_ids(self, answers: Sequence[str]) -> torch.Tensor:
-        """The single token id of each answer; raises ValueError naming an answer that is not one token."""
+    def answer_token_ids(self, answers: Sequence[str]) -> list[list[int]]:
+        """For each answer, the single-token spellings the model may use for it.
+
+        An answer counts in any of its variants "yes", " yes", "Yes", " Yes" that is one token (a chat
+        model answers right after its turn marker, a plain prompt after a space or not). Raises ValueError
+        naming an answer that has no single-token variant.
+        """
         key = tuple(answers)
         if key not in self._answer_ids:
-            ids = []
+            groups: list[list[int]] = []
             for answer in answers:
-                toks = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
-                if len(toks) != 1:
-                    raise ValueError(f"judge answer {answer!r} is {len(toks)} tokens for {self._name}; it must be one")
-                ids.append(toks[0])
-            self._answer_ids[key] = torch.tensor(ids, device=self.device)
+                core = answer.strip()
+                ids: list[int] = []
+                for variant in dict.fromkeys([answer, core, " " + core, core.capitalize(), " " + core.capitalize()]):
+                    toks = self.tokenizer(variant, add_special_tokens=False)["input_ids"]
+                    if len(toks) == 1 and toks[0] not in ids:
+                        ids.append(toks[0])
+                if not ids:
+                    raise ValueError(f"judge answer {answer!r} is not a single token for {self._name}; it must be one")
+                groups.append(ids)
+            taken = [i for g in groups for i in g]
+            if len(taken) != len(set(taken)):
+                raise ValueError(f"judge answers {list(answers)} share a token for {self._name}")
+            self._answer_ids[key] = groups
         return self._answer_ids[key]
 
     # -- the three operations ----------------------------------------------------------------------
@@ -238,11 +251,12 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def answer_probs(self, prompts: Sequence[ChatPrompt], answers: Sequence[str]) -> npt.NDArray[np.float64]:
-        ids = self.answer_token_ids(answers)
+        groups = self.answer_token_ids(answers)
         enc = self._encode_texts([self.render(p) for p in prompts])
         logits = self.model(**enc, logits_to_keep=1, use_cache=False).logits[:, -1, :].float()
-        logp = torch.log_softmax(logits, dim=-1)[:, ids]
-        probs = torch.softmax(logp, dim=-1)  # renormalised over the answer set
+        logp = torch.log_softmax(logits, dim=-1)
+        per_answer = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in groups], dim=-1)
+        probs = torch.softmax(per_answer, dim=-1)  # renormalised over the answer set
         return np.asarray(probs.cpu().numpy(), dtype=np.float64)
 
     @torch.inference_mode()

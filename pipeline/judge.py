@@ -45,8 +45,12 @@ def sanitize(text: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> str:
 
 
 def format_descriptions(descriptions: Sequence[str]) -> str:
-    """One quoted line per description, oldest first."""
-    return "\n".join(f'{i}. "{sanitize(d)}"' for i, d in enumerate(descriptions, 1))
+    """The descriptions as one report, oldest first: sanitised sentences joined by spaces."""
+    sentences = []
+    for d in descriptions:
+        s = sanitize(d)
+        sentences.append(s if s.endswith((".", "!", "?", "…")) else s + ".")
+    return " ".join(sentences)
 
 
 def fill(template: str, descriptions: Sequence[str], context: str | None) -> str:

@@ -172,8 +172,9 @@ class EventStore:
                         f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY {order} LIMIT ?)",
                         (max(1, n // 10),),
                     ).rowcount
-            self._db.execute("PRAGMA incremental_vacuum")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if deleted:
+            self._db.executescript("PRAGMA incremental_vacuum;")  # execute() would run only its first step
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return deleted
 
     def size_bytes(self) -> int:

@@ -28,10 +28,6 @@ DELIVERY_WINDOW = 64
 VERSION = "0.1.0"
 
 
-class MqttAuthError(Exception):
-    """The broker refused our credentials."""
-
-
 def _is_auth_failure(exc: BaseException) -> bool:
     rc = getattr(exc, "rc", None)
     if isinstance(rc, ReasonCode):

@@ -12,7 +12,7 @@ def event_dict(event: Event, snapshot: str | None = None) -> dict[str, Any]:
 
     ``start``/``end`` are Unix times; ``start_time``/``end_time`` are seconds of the camera's stream.
     """
-    return {
+    out: dict[str, Any] = {
         "id": event.id,
         "camera": event.camera,
         "start": event.start_wall,
@@ -25,8 +25,10 @@ def event_dict(event: Event, snapshot: str | None = None) -> dict[str, Any]:
         "explanation": event.explanation,
         "descriptions": list(event.descriptions),
         "has_snapshot": event.snapshot is not None,
-        "snapshot": snapshot,
     }
+    if snapshot is not None:
+        out["snapshot"] = snapshot
+    return out
 
 
 def record_dict(record: Record, snapshot: str | None = None) -> dict[str, Any]:

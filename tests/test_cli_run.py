@@ -31,6 +31,13 @@ def monitor(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     )
 
 
+def plain_config(tmp_path: Path) -> str:
+    """A configuration with every default but no MQTT, and its state in the test's folder."""
+    cfg = tmp_path / "plain.toml"
+    cfg.write_text('[mqtt]\nenabled = false\n[store]\npath = "state/events.sqlite"\n')
+    return str(cfg)
+
+
 def write_config(path: Path, body: str) -> Path:
     path.write_text(body)
     return path
@@ -90,7 +97,7 @@ cooldown_s = 0
 
 
 def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
-    r = monitor("run", "--source", str(tmp_path / "nope.mp4"), "--model", "unused")
+    r = monitor("run", "--config", plain_config(tmp_path), "--source", str(tmp_path / "nope.mp4"), "--model", "x")
     assert r.returncode == 2
     errors = [ln for ln in r.stderr.splitlines() if "ERROR" in ln or ln.startswith("error:")]
     assert any("nope.mp4" in ln and "file not found" in ln for ln in errors), r.stderr
@@ -107,13 +114,22 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
 
 
 def test_missing_model_says_what_to_do(tmp_path: Path, clip: Path) -> None:
-    r = monitor("run", "--source", str(clip), "--model", str(tmp_path / "no-model"))
+    r = monitor("run", "--config", plain_config(tmp_path), "--source", str(clip), "--model", str(tmp_path / "no-model"))
     assert r.returncode == 2
     assert "cannot load model" in r.stderr and "no such directory" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_uncached_hub_model_offline_says_what_to_do(clip: Path) -> None:
-    r = monitor("run", "--source", str(clip), "--model", "google/gemma-3-4b-it", env={"HF_HUB_OFFLINE": "1"})
+def test_uncached_hub_model_offline_says_what_to_do(clip: Path, tmp_path: Path) -> None:
+    r = monitor(
+        "run",
+        "--config",
+        plain_config(tmp_path),
+        "--source",
+        str(clip),
+        "--model",
+        "google/gemma-3-4b-it",
+        env={"HF_HUB_OFFLINE": "1"},
+    )
     assert r.returncode == 2
     (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert "cannot load model 'google/gemma-3-4b-it'" in line
@@ -124,7 +140,19 @@ def test_corrupt_file_beside_a_good_one(tmp_path: Path, tiny_vlm: Path) -> None:
     good = make_clip(tmp_path / "good.mp4", seconds=2)
     bad = corrupt_copy(good, tmp_path / "bad.mp4")
     out = tmp_path / "out"
-    r = monitor("run", "--model", str(tiny_vlm), "--source", str(bad), "--source", str(good), "--output", str(out))
+    r = monitor(
+        "run",
+        "--config",
+        plain_config(tmp_path),
+        "--model",
+        str(tiny_vlm),
+        "--source",
+        str(bad),
+        "--source",
+        str(good),
+        "--output",
+        str(out),
+    )
     assert r.returncode == 1, r.stderr[-2000:]
     assert any("bad.mp4" in ln and "ERROR" in ln for ln in r.stderr.splitlines())
     descs = [x for x in read_lines(out) if x["kind"] == "description"]

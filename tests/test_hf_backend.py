@@ -69,9 +69,12 @@ def test_vlm_serves_as_judge_with_its_chat_template(vlm: TransformersBackend) ->
     assert probs.shape == (1, 10)
 
 
-def test_multi_token_answer_is_rejected(text_judge: TransformersBackend) -> None:
+def test_answer_variants(text_judge: TransformersBackend) -> None:
+    groups = text_judge.answer_token_ids(["no", "yes"])
+    tok = text_judge.tokenizer
+    assert {tok.convert_ids_to_tokens(i) for i in groups[1]} >= {"yes", "▁yes", "Yes", "▁Yes"}
     with pytest.raises(ValueError, match="must be one"):
-        text_judge.answer_probs([ChatPrompt("", "x")], ["definitely", "0"])
+        text_judge.answer_probs([ChatPrompt("", "x")], ["zqxjkvbw", "0"])
 
 
 def test_load_errors_say_what_to_do(tmp_path: Path) -> None:

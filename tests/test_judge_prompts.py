@@ -27,13 +27,13 @@ def test_sanitize_neutralises_injection_and_odd_characters() -> None:
 
 
 def test_fill_keeps_braces_in_texts() -> None:
-    out = fill("{context}[{descriptions}]", ["a {descriptions} b", "{context}"], "a lot")
-    assert out == 'Camera: a lot\n[1. "a {descriptions} b"\n2. "{context}"]'
+    out = fill("{context}[{descriptions}]", ["a {descriptions} b", "{context}!"], "a lot")
+    assert out == "Camera: a lot\n[a {descriptions} b. {context}!]"
 
 
 def test_judge_prompt_uses_override_template() -> None:
     p = judge_prompt(SETTINGS, ["x"], None, "Other {descriptions}")
-    assert p.system == "sys" and p.user == 'Other 1. "x"'
+    assert p.system == "sys" and p.user == "Other x."
 
 
 def test_expected_score() -> None:

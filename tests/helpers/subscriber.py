@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ class Subscriber:
         self.topics = topics
         self.client_kw = client_kw
         self.messages: list[Received] = []
+        self.arrivals: list[float] = []
+        """time.perf_counter() at which each message arrived"""
         self.identifier = f"test-sub-{uuid.uuid4().hex[:8]}"
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -56,6 +59,7 @@ class Subscriber:
                     async for m in client.messages:
                         payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
                         self.messages.append(Received(str(m.topic), payload, bool(m.retain)))
+                        self.arrivals.append(time.perf_counter())
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
 
