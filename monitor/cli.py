@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from monitor.config import AppConfig, CameraConfig, ConfigError, load
@@ -18,6 +19,9 @@ from monitor.env import hf_token, load_env_file, secrets_to_hide
 from monitor.logs import setup_logging
 from pipeline.backend import ModelBackend, ModelLoadError
 from pipeline.redaction import redact_url
+
+if TYPE_CHECKING:
+    from monitor.app import RunSummary
 
 log = logging.getLogger("monitor")
 
@@ -146,6 +150,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         serve(MonitorCollector(monitor, mqtt), cfg.metrics.port, cfg.metrics.address)
 
+    def outcome(summary: RunSummary) -> int:
+        return EXIT_FAILED if summary.failed or len(summary.cameras) < requested else EXIT_OK
+
+    if args.console:
+        from monitor.console.app import ConsoleSink, run_with_pipeline
+        from monitor.console.feed import ConsoleFeed
+
+        feed = ConsoleFeed()
+        monitor.sinks = [*sinks, ConsoleSink(feed)]
+        history = cfg.store.path if cfg.store.enabled and cfg.store.path.is_file() else None
+        summary = run_with_pipeline(
+            monitor.run, feed, threshold=cfg.alerting.threshold, span_s=args.span, history=history, hours=args.hours
+        )
+        return outcome(summary)
+
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -159,12 +178,37 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig.name)
-        summary = await monitor.run(stop)
-        if summary.failed or len(summary.cameras) < requested:
-            return EXIT_FAILED
-        return EXIT_OK
+        return outcome(await monitor.run(stop))
 
     return asyncio.run(main())
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from monitor.console.app import run_subscriber
+    from monitor.console.mqtt_feed import BrokerAddress
+
+    cfg = _load_config(args.config)
+    setup_logging(args.log_level or cfg.log_level, secrets_to_hide([args.broker or ""]))
+    if args.broker:
+        try:
+            address = BrokerAddress.parse(args.broker)
+        except ValueError as exc:
+            return _fail(f"--broker: {exc}")
+    else:
+        m = cfg.mqtt
+        address = BrokerAddress(m.host, m.port, m.username, m.password, tls=m.tls is not None)
+    ca_file = args.ca_file or (str(cfg.mqtt.tls.ca_file) if cfg.mqtt.tls and cfg.mqtt.tls.ca_file else None)
+    history = Path(args.history) if args.history else (cfg.store.path if cfg.store.path.is_file() else None)
+    threshold = args.threshold if args.threshold is not None else cfg.alerting.threshold
+    return run_subscriber(
+        address,
+        args.prefix or cfg.mqtt.topic_prefix,
+        threshold=threshold,
+        span_s=args.span,
+        history=history,
+        hours=args.hours,
+        ca_file=ca_file,
+    )
 
 
 def cmd_eval_judge(args: argparse.Namespace) -> int:
@@ -261,7 +305,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-seconds", type=float, metavar="S", help="stop after this many seconds")
     run.add_argument("--output", type=Path, metavar="DIR", help="folder for results.jsonl and snapshots")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--console", action="store_true", help="open the operator console over this pipeline")
+    run.add_argument("--span", type=float, default=300.0, metavar="S", help="console: seconds shown (default 300)")
+    run.add_argument("--hours", type=float, default=1.0, metavar="H", help="console: hours of history to load")
     run.set_defaults(func=cmd_run)
+
+    con = sub.add_parser("console", help="the operator console, as an MQTT subscriber")
+    con.add_argument(
+        "--broker", metavar="URL", help="mqtt://[user:pass@]host:port or mqtts://… (default: [mqtt] of the config)"
+    )
+    con.add_argument("--prefix", metavar="P", help="topic prefix (default: [mqtt] topic_prefix, llmvad)")
+    con.add_argument("--config", type=Path, help="configuration file (broker, threshold, history)")
+    con.add_argument("--threshold", type=float, help="alert threshold line (default: [alerting] threshold)")
+    con.add_argument("--span", type=float, default=300.0, metavar="S", help="seconds shown (default 300)")
+    con.add_argument(
+        "--history", metavar="FILE", help="event store to load recent history from (default: [store] path, if present)"
+    )
+    con.add_argument("--hours", type=float, default=1.0, metavar="H", help="hours of history to load (default 1)")
+    con.add_argument("--ca-file", metavar="PEM", help="CA for mqtts:// (default: the system's)")
+    con.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    con.set_defaults(func=cmd_console)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("path", nargs="?", default=str(DEFAULT_CONFIG), metavar="PATH")

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # Qt tests run headless, for real
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))

@@ -1,0 +1,239 @@
+"""What the console shows, as small records, and the thread-safe inbox that carries them to the Qt thread."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.records import CameraStatus, Description, EventChange, Record, WindowScore
+
+log = logging.getLogger(__name__)
+
+MAX_JSON_BYTES = 256 * 1024
+MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ScorePoint:
+    camera: str
+    wall_time: float
+    score: float
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptionView:
+    camera: str
+    wall_time: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    id: str
+    camera: str
+    start: float
+    end: float | None
+    peak_score: float
+    score: float
+    explanation: str | None
+    descriptions: tuple[str, ...]
+    snapshot: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    camera: str
+    wall_time: float
+    connected: bool
+    fps: float
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """The console's own connection (to the broker, or the in-process pipeline)."""
+
+    connected: bool
+    detail: str
+
+
+FeedItem = ScorePoint | DescriptionView | EventView | StatusView | LinkState
+
+
+class ConsoleFeed:
+    """A bounded, thread-safe inbox: producers (MQTT thread, pipeline loop) push, the Qt timer drains.
+
+    When full the oldest items go (counted); malformed input is counted with a warning at most every
+    10 s, never raised.
+    """
+
+    def __init__(self, maxsize: int = 20_000) -> None:
+        self._items: deque[FeedItem] = deque()
+        self._lock = threading.Lock()
+        self.maxsize = maxsize
+        self.dropped = 0
+        self.malformed = 0
+        self._last_warning = 0.0
+
+    def push(self, item: FeedItem) -> None:
+        with self._lock:
+            if len(self._items) >= self.maxsize:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+
+    def drain(self) -> list[FeedItem]:
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+        return items
+
+    def requeue(self, items: list[FeedItem]) -> None:
+        """Put items back at the front, in order (what a tick left for the next one)."""
+        with self._lock:
+            self._items.extendleft(reversed(items))
+
+    def reject(self, what: str, reason: str) -> None:
+        """Count a malformed message; warn about it, at most every 10 seconds."""
+        with self._lock:
+            self.malformed += 1
+            count = self.malformed
+            now = time.monotonic()
+            warn = now - self._last_warning > 10
+            if warn:
+                self._last_warning = now
+        if warn:
+            log.warning("console: ignored malformed message on %s (%s); %d so far", what, reason, count)
+
+
+def items_from_record(record: Record) -> list[FeedItem]:
+    """The console's view of a pipeline record (in-process console)."""
+    if isinstance(record, WindowScore):
+        return [
+            ScorePoint(
+                record.camera, record.wall_time, record.score, record.descriptions[-1] if record.descriptions else None
+            )
+        ]
+    if isinstance(record, Description):
+        return [DescriptionView(record.camera, record.wall_time, record.text)]
+    if isinstance(record, EventChange):
+        e = record.after
+        return [
+            EventView(
+                e.id,
+                e.camera,
+                e.start_wall,
+                e.end_wall,
+                e.peak_score,
+                e.score,
+                e.explanation,
+                e.descriptions,
+                e.snapshot,
+            )
+        ]
+    if isinstance(record, CameraStatus):
+        return [StatusView(record.camera, record.wall_time, record.connected, record.fps, record.frames_dropped)]
+    return []
+
+
+class MqttDecoder:
+    """Turns the monitor's MQTT messages (README: MQTT) into feed items; rejects malformed ones."""
+
+    def __init__(self, prefix: str, feed: ConsoleFeed) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.feed = feed
+        self._snapshots: dict[str, bytes] = {}
+
+    def decode(self, topic: str, payload: bytes) -> list[FeedItem]:
+        """Feed items for one message; an empty list for topics the console ignores or malformed input."""
+        if not topic.startswith(self.prefix + "/"):
+            return []
+        parts = topic[len(self.prefix) + 1 :].split("/")
+        try:
+            if parts == ["events"]:
+                return self._event(self._json(payload))
+            if len(parts) != 2 or not parts[0]:
+                return []
+            camera, kind = parts
+            if kind == "snapshot":
+                if len(payload) > MAX_SNAPSHOT_BYTES or payload[:2] != b"\xff\xd8":
+                    raise ValueError("not a JPEG" if payload[:2] != b"\xff\xd8" else "too large")
+                self._snapshots[camera] = payload
+                return []
+            if kind == "score":
+                d = self._json(payload)
+                descriptions = d.get("descriptions") or []
+                if not isinstance(descriptions, list):
+                    raise ValueError("descriptions is not a list")
+                text = str(descriptions[-1]) if descriptions else None
+                return [ScorePoint(camera, _num(d, "wall_time"), _score(d, "score"), text)]
+            if kind == "status":
+                d = self._json(payload)
+                return [
+                    StatusView(
+                        camera,
+                        _num(d, "wall_time"),
+                        bool(d.get("connected")),
+                        _num(d, "fps"),
+                        int(_num(d, "frames_dropped")),
+                    )
+                ]
+            return []
+        except (ValueError, KeyError, TypeError) as exc:
+            self.feed.reject(topic, str(exc) or type(exc).__name__)
+            return []
+
+    @staticmethod
+    def _json(payload: bytes) -> dict[str, Any]:
+        if len(payload) > MAX_JSON_BYTES:
+            raise ValueError(f"{len(payload)} bytes is too large")
+        obj = json.loads(payload.decode("utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+        return obj
+
+    def _event(self, d: dict[str, Any]) -> list[FeedItem]:
+        if d.get("type") not in ("new", "update", "end"):
+            raise ValueError(f"unknown event type {d.get('type')!r}")
+        a = d["after"]
+        if not isinstance(a, dict):
+            raise ValueError("after is not an object")
+        camera = str(a["camera"])
+        descriptions = a.get("descriptions") or []
+        if not isinstance(descriptions, list):
+            raise ValueError("descriptions is not a list")
+        end = a.get("end")
+        return [
+            EventView(
+                id=str(a["id"]),
+                camera=camera,
+                start=_num(a, "start"),
+                end=None if end is None else float(end),
+                peak_score=_score(a, "peak_score"),
+                score=_score(a, "score"),
+                explanation=None if a.get("explanation") is None else str(a["explanation"]),
+                descriptions=tuple(str(x) for x in descriptions),
+                snapshot=self._snapshots.get(camera) if a.get("has_snapshot") else None,
+            )
+        ]
+
+
+def _num(d: dict[str, Any], key: str) -> float:
+    value = d[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{key} is not a finite number")
+    return float(value)
+
+
+def _score(d: dict[str, Any], key: str) -> float:
+    value = _num(d, key)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key} {value} is outside [0, 1]")
+    return value

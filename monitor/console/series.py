@@ -1,0 +1,44 @@
+"""A fixed-capacity ring buffer of (time, score) points that hands out contiguous arrays without copying."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+
+class ScoreSeries:
+    """Keeps the newest ``capacity`` points; :meth:`arrays` returns views in time order.
+
+    Every point is written twice, at ``i`` and ``i + capacity``, so the window of the newest points is
+    always one contiguous slice of the doubled buffer.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._t = np.zeros(2 * capacity, dtype=np.float64)
+        self._s = np.zeros(2 * capacity, dtype=np.float64)
+        self._next = 0
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, t: float, s: float) -> None:
+        i = self._next
+        self._t[i] = self._t[i + self.capacity] = t
+        self._s[i] = self._s[i + self.capacity] = s
+        self._next = (i + 1) % self.capacity
+        self._n = min(self._n + 1, self.capacity)
+
+    def arrays(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Times and scores, oldest first (views: do not keep them across appends)."""
+        start = (self._next - self._n) % self.capacity
+        return self._t[start : start + self._n], self._s[start : start + self._n]
+
+    def last(self) -> tuple[float, float] | None:
+        if not self._n:
+            return None
+        i = (self._next - 1) % self.capacity
+        return float(self._t[i]), float(self._s[i])

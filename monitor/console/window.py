@@ -1,0 +1,370 @@
+"""The console window: cameras, live score plots, events with snapshots. Everything here runs on the Qt thread."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from datetime import datetime
+
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from monitor.console.feed import ConsoleFeed, DescriptionView, EventView, LinkState, ScorePoint, StatusView
+from monitor.console.series import ScoreSeries
+
+EVENT_BRUSH = (220, 40, 40, 60)
+OPEN_EVENT_BRUSH = (220, 40, 40, 110)
+REGIONS_PER_CAMERA = 64
+EVENTS_PER_TICK = 20
+
+
+class CameraPanel(QtWidgets.QFrame):
+    """One camera: its score against wall-clock time, the threshold, events as shaded spans, the latest
+    description."""
+
+    def __init__(self, camera: str, *, threshold: float, capacity: int) -> None:
+        super().__init__()
+        self.camera = camera
+        self.setFrameShape(QtWidgets.QFrame.Shape.StyledPanel)
+        self.series = ScoreSeries(capacity)
+        self.title = QtWidgets.QLabel(f"<b>{camera}</b>")
+        self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}, background="w")
+        self.plot.setMinimumHeight(140)
+        # take the room the grid gives (not the view's large size hint), so several rows fit on screen
+        self.plot.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Ignored)
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).setTextPen("k")
+        self.plot.setYRange(0, 1.05, padding=0)
+        self.plot.setMouseEnabled(x=True, y=False)
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.getPlotItem().hideButtons()
+        self.curve = self.plot.plot(pen=pg.mkPen((40, 110, 220), width=2))
+        self.curve.setClipToView(True)
+        self.curve.setDownsampling(auto=True, method="peak")
+        self.threshold_line = pg.InfiniteLine(
+            pos=threshold,
+            angle=0,
+            movable=False,
+            pen=pg.mkPen((220, 40, 40), width=1, style=QtCore.Qt.PenStyle.DashLine),
+        )
+        self.plot.addItem(self.threshold_line)
+        self.regions: OrderedDict[str, tuple[pg.LinearRegionItem, EventView]] = OrderedDict()
+        self.description = QtWidgets.QLabel("…")
+        self.description.setWordWrap(True)
+        self.description.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.title)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.description)
+        self.following = True
+        self._dirty = False
+        self._scrolled = 0.0
+
+    def add_point(self, p: ScorePoint) -> None:
+        self.series.append(p.wall_time, p.score)
+        self._dirty = True
+        if p.description:
+            self.description.setText(p.description)
+
+    def set_description(self, text: str) -> None:
+        self.description.setText(text)
+
+    def show_event(self, ev: EventView) -> None:
+        found = self.regions.get(ev.id)
+        end = ev.end if ev.end is not None else max(ev.start, time.time())
+        if found is None:
+            region = pg.LinearRegionItem(
+                values=(ev.start, end), movable=False, brush=pg.mkBrush(*EVENT_BRUSH), pen=pg.mkPen(None)
+            )
+            region.setZValue(-10)
+            self.plot.addItem(region)
+            self.regions[ev.id] = (region, ev)
+            while len(self.regions) > REGIONS_PER_CAMERA:
+                old, _ = self.regions.popitem(last=False)[1]
+                self.plot.removeItem(old)
+        else:
+            region = found[0]
+            region.setRegion((ev.start, end))
+            self.regions[ev.id] = (region, ev)
+        region.setBrush(pg.mkBrush(*(OPEN_EVENT_BRUSH if ev.end is None else EVENT_BRUSH)))
+
+    def refresh(self, now: float, span_s: float) -> None:
+        """Redraw what changed: new points, open events stretched to now, and the scrolling x range, which
+        moves with new data or once a second (each move repaints the whole plot)."""
+        changed = self._dirty
+        if self._dirty:
+            self.curve.setData(*self.series.arrays())
+            self._dirty = False
+        if not (changed or now - self._scrolled >= 1.0):
+            return
+        self._scrolled = now
+        for region, ev in self.regions.values():
+            if ev.end is None:
+                region.setRegion((ev.start, max(ev.start, now)))
+        if self.following:
+            self.plot.setXRange(now - span_s, now, padding=0)
+
+    def follow(self) -> None:
+        self.following = True
+        self._scrolled = 0.0
+
+    def center_on(self, start: float, end: float, span_s: float) -> None:
+        """Stop following and show an event in the middle of the plot."""
+        self.following = False
+        mid = (start + end) / 2
+        half = max(span_s / 2, (end - start) * 0.75)
+        self.plot.setXRange(mid - half, mid + half, padding=0)
+
+
+class ConsoleWindow(QtWidgets.QMainWindow):
+    """Cameras (left), their plots (middle), events and the selected event's details (right).
+
+    A timer drains the :class:`ConsoleFeed` every ``refresh_ms`` and redraws each changed plot once, so
+    message bursts never mean a redraw per message.
+    """
+
+    COLUMNS = ("Camera", "Status", "FPS", "Drops", "Last score")
+
+    def __init__(
+        self,
+        feed: ConsoleFeed,
+        *,
+        threshold: float = 0.7,
+        span_s: float = 300.0,
+        refresh_ms: int = 250,
+        capacity: int = 4096,
+        max_events: int = 1000,
+        title: str = "",
+    ) -> None:
+        super().__init__()
+        self.feed = feed
+        self.threshold = threshold
+        self.span_s = span_s
+        self.capacity = capacity
+        self.max_events = max_events
+        self.setWindowTitle(title or "LLM video anomaly monitor")
+        self.resize(1400, 860)
+        self.panels: dict[str, CameraPanel] = {}
+        self.events: dict[str, EventView] = {}
+        self.items: dict[str, QtWidgets.QListWidgetItem] = {}
+        self.tick_seconds: deque[float] = deque(maxlen=10_000)
+        self.link = LinkState(False, "waiting for data")
+        self._rows: dict[str, int] = {}
+        self._status: dict[str, StatusView] = {}
+
+        self.camera_table = QtWidgets.QTableWidget(0, len(self.COLUMNS))
+        self.camera_table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.camera_table.verticalHeader().setVisible(False)
+        self.camera_table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.camera_table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.camera_table.itemSelectionChanged.connect(self._camera_selected)
+        self.camera_table.setMinimumWidth(320)
+        left = QtWidgets.QDockWidget("Cameras", self)
+        left.setObjectName("cameras")
+        left.setWidget(self.camera_table)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, left)
+
+        self.grid_host = QtWidgets.QWidget()
+        self.grid = QtWidgets.QGridLayout(self.grid_host)
+        self.scroll_area = QtWidgets.QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setWidget(self.grid_host)
+        self.setCentralWidget(self.scroll_area)
+
+        self.event_list = QtWidgets.QListWidget()
+        self.event_list.currentItemChanged.connect(self._event_selected)
+        self.snapshot = QtWidgets.QLabel("no event selected")
+        self.snapshot.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.snapshot.setMinimumSize(320, 180)
+        self.explanation = QtWidgets.QLabel("")
+        self.explanation.setWordWrap(True)
+        self.details = QtWidgets.QPlainTextEdit()
+        self.details.setReadOnly(True)
+        right_host = QtWidgets.QWidget()
+        right = QtWidgets.QVBoxLayout(right_host)
+        right.addWidget(QtWidgets.QLabel("<b>Events</b> (newest first)"))
+        right.addWidget(self.event_list, 2)
+        right.addWidget(self.snapshot, 2)
+        right.addWidget(self.explanation)
+        right.addWidget(self.details, 1)
+        dock = QtWidgets.QDockWidget("Events", self)
+        dock.setObjectName("events")
+        dock.setWidget(right_host)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+
+        toolbar = self.addToolBar("View")
+        toolbar.setObjectName("view")
+        self.live_action = toolbar.addAction("Live")
+        self.live_action.setToolTip("Follow the newest scores on every plot")
+        self.live_action.triggered.connect(self.follow_live)
+        self.link_label = QtWidgets.QLabel()
+        self.counts_label = QtWidgets.QLabel()
+        self.statusBar().addWidget(self.link_label, 1)
+        self.statusBar().addPermanentWidget(self.counts_label)
+        self._show_link()
+
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(refresh_ms)
+        self.timer.timeout.connect(self.pump)
+        self.timer.start()
+
+    # -- updates -----------------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Apply everything that arrived since the last tick, then redraw what changed."""
+        t0 = time.perf_counter()
+        items = self.feed.drain()
+        events = 0
+        for n, item in enumerate(items):
+            if isinstance(item, EventView):
+                events += 1
+                if events > EVENTS_PER_TICK:  # a burst is spread over a few ticks, never one long freeze
+                    self.feed.requeue(items[n:])
+                    break
+            if isinstance(item, ScorePoint):
+                self.panel(item.camera).add_point(item)
+                self._set_cell(item.camera, 4, f"{item.score:.2f}")
+            elif isinstance(item, EventView):
+                self._event(item)
+            elif isinstance(item, StatusView):
+                self._camera_status(item)
+            elif isinstance(item, DescriptionView):
+                self.panel(item.camera).set_description(item.text)
+            elif isinstance(item, LinkState):
+                self.link = item
+                self._show_link()
+        now = time.time()
+        for panel in self.panels.values():
+            panel.refresh(now, self.span_s)
+        n = len(self.events)
+        self.counts_label.setText(
+            f"{n} event{'' if n == 1 else 's'} · {self.feed.malformed} malformed · {self.feed.dropped} dropped"
+        )
+        self.tick_seconds.append(time.perf_counter() - t0)
+
+    def panel(self, camera: str) -> CameraPanel:
+        """The camera's panel, created (with its table row) the first time the camera is seen."""
+        found = self.panels.get(camera)
+        if found is not None:
+            return found
+        panel = CameraPanel(camera, threshold=self.threshold, capacity=self.capacity)
+        self.panels[camera] = panel
+        columns = 1 if len(self.panels) == 1 else 2 if len(self.panels) <= 4 else 3 if len(self.panels) <= 9 else 4
+        for i, p in enumerate(self.panels.values()):  # re-flow the grid as cameras appear
+            self.grid.addWidget(p, i // columns, i % columns)
+        row = self.camera_table.rowCount()
+        self.camera_table.insertRow(row)
+        self._rows[camera] = row
+        for col, text in enumerate((camera, "–", "", "", "")):
+            self.camera_table.setItem(row, col, QtWidgets.QTableWidgetItem(text))
+        return panel
+
+    def _set_cell(self, camera: str, col: int, text: str) -> None:
+        self.panel(camera)
+        item = self.camera_table.item(self._rows[camera], col)
+        if item is not None and item.text() != text:
+            item.setText(text)
+
+    def _camera_status(self, st: StatusView) -> None:
+        self._status[st.camera] = st
+        self._set_cell(st.camera, 1, "online" if st.connected else "offline")
+        self._set_cell(st.camera, 2, f"{st.fps:.1f}")
+        self._set_cell(st.camera, 3, str(st.dropped))
+        item = self.camera_table.item(self._rows[st.camera], 1)
+        if item is not None:
+            item.setForeground(QtGui.QColor("darkgreen" if st.connected else "red"))
+
+    def _event(self, ev: EventView) -> None:
+        old = self.events.get(ev.id)
+        if old is not None and ev.snapshot is None:
+            ev = EventView(
+                ev.id,
+                ev.camera,
+                ev.start,
+                ev.end,
+                ev.peak_score,
+                ev.score,
+                ev.explanation,
+                ev.descriptions,
+                old.snapshot,
+            )
+        self.events[ev.id] = ev
+        self.panel(ev.camera).show_event(ev)
+        label = (
+            f"{datetime.fromtimestamp(ev.start).strftime('%H:%M:%S')}  {ev.camera}  peak {ev.peak_score:.2f}"
+            f"{'  (open)' if ev.end is None else ''}"
+        )
+        item = self.items.get(ev.id)
+        if item is None:
+            item = QtWidgets.QListWidgetItem(label)
+            item.setData(QtCore.Qt.ItemDataRole.UserRole, ev.id)
+            self.event_list.insertItem(self._row_for(ev.start), item)
+            self.items[ev.id] = item
+            while self.event_list.count() > self.max_events:
+                dropped = self.event_list.takeItem(self.event_list.count() - 1)
+                gone = dropped.data(QtCore.Qt.ItemDataRole.UserRole)
+                self.items.pop(gone, None)
+                self.events.pop(gone, None)
+        else:
+            item.setText(label)
+        if self.event_list.currentItem() is item:
+            self._show_details(ev)
+
+    def _row_for(self, start: float) -> int:
+        """Where an event starting at ``start`` goes in the list (newest first); usually row 0."""
+        row = 0
+        while row < self.event_list.count():
+            other = self.events.get(self.event_list.item(row).data(QtCore.Qt.ItemDataRole.UserRole))
+            if other is None or other.start <= start:
+                break
+            row += 1
+        return row
+
+    def _show_link(self) -> None:
+        color = "darkgreen" if self.link.connected else "red"
+        self.link_label.setText(f"<span style='color:{color}'>●</span> {self.link.detail}")
+
+    # -- selection ---------------------------------------------------------------------------------
+
+    def _event_selected(self, current: QtWidgets.QListWidgetItem | None, _previous: object = None) -> None:
+        if current is None:
+            return
+        ev = self.events.get(current.data(QtCore.Qt.ItemDataRole.UserRole))
+        if ev is None:
+            return
+        self._show_details(ev)
+        panel = self.panels.get(ev.camera)
+        if panel is not None:
+            panel.center_on(ev.start, ev.end if ev.end is not None else time.time(), self.span_s)
+            self.scroll_area.ensureWidgetVisible(panel)
+
+    def _show_details(self, ev: EventView) -> None:
+        pix = QtGui.QPixmap()
+        if ev.snapshot and pix.loadFromData(ev.snapshot, "JPG"):
+            self.snapshot.setPixmap(
+                pix.scaled(
+                    self.snapshot.width(),
+                    self.snapshot.height(),
+                    QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                    QtCore.Qt.TransformationMode.SmoothTransformation,
+                )
+            )
+        else:
+            self.snapshot.setPixmap(QtGui.QPixmap())
+            self.snapshot.setText("no snapshot")
+        self.explanation.setText(
+            f"<b>{ev.camera}</b>, peak {ev.peak_score:.2f}: {ev.explanation or '<i>explanation pending…</i>'}"
+        )
+        self.details.setPlainText("\n".join(f"• {d}" for d in ev.descriptions))
+
+    def _camera_selected(self) -> None:
+        row = self.camera_table.currentRow()
+        item = self.camera_table.item(row, 0) if row >= 0 else None
+        if item is not None and item.text() in self.panels:
+            self.scroll_area.ensureWidgetVisible(self.panels[item.text()])
+
+    def follow_live(self) -> None:
+        for panel in self.panels.values():
+            panel.follow()
+        self.pump()

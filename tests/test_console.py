@@ -1,0 +1,399 @@
+"""The operator console: the real window (offscreen) fed in-process and by a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PySide6 import QtCore
+
+from monitor.app import Monitor
+from monitor.config import MqttConfig, validate
+from monitor.console.app import ConsoleSink, load_history, run_with_pipeline
+from monitor.console.feed import ConsoleFeed, EventView, MqttDecoder, ScorePoint, StatusView
+from monitor.console.mqtt_feed import BrokerAddress, MqttFeeder
+from monitor.console.series import ScoreSeries
+from monitor.console.window import ConsoleWindow
+from pipeline.records import CameraStatus, Event, EventChange, WindowScore
+from pipeline.snapshots import encode_jpeg
+from sinks.mqtt_sink import MqttSink
+from sinks.store_sink import StoreSink
+from tests.helpers.broker import Broker
+from tests.helpers.media import make_clip
+from tests.test_monitor_pipeline import AlarmAfter
+
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def shot(widget: object, name: str) -> Path:
+    SHOTS.mkdir(exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    assert widget.grab().save(str(path))  # type: ignore[attr-defined]
+    return path
+
+
+def jpeg(color: tuple[int, int, int]) -> bytes:
+    import numpy as np
+
+    img = np.zeros((180, 320, 3), np.uint8)
+    img[:] = color
+    img[60:120, 120:200] = 255
+    return encode_jpeg(img)
+
+
+def test_ring_buffer_keeps_the_newest_points() -> None:
+    s = ScoreSeries(4)
+    for i in range(10):
+        s.append(float(i), i / 10)
+    t, v = s.arrays()
+    assert list(t) == [6, 7, 8, 9] and list(v) == [0.6, 0.7, 0.8, 0.9]
+    assert s.last() == (9.0, 0.9) and len(s) == 4
+
+
+def test_window_shows_cameras_scores_and_events(qtbot) -> None:
+    feed = ConsoleFeed()
+    win = ConsoleWindow(feed, threshold=0.7, span_s=120, refresh_ms=50)
+    qtbot.addWidget(win)
+    win.show()
+    now = time.time()
+    for cam in ("gate", "lobby", "dock"):
+        feed.push(StatusView(cam, now, cam != "dock", 10.0, 3 if cam == "lobby" else 0))
+        for k in range(60):
+            feed.push(ScorePoint(cam, now - 60 + k, 0.1 + 0.002 * k, f"{cam}: nothing happens {k}"))
+    feed.push(ScorePoint("lobby", now, 0.91, "Two men fight near the door."))
+    feed.push(
+        EventView("ev1", "lobby", now - 20, now - 5, 0.91, 0.2, "A fight broke out.", ("a", "b"), jpeg((0, 90, 0)))
+    )
+    feed.push(EventView("ev2", "gate", now - 3, None, 0.8, 0.8, None, ("c",), None))
+    qtbot.waitUntil(lambda: win.event_list.count() == 2, timeout=3000)
+    assert list(win.panels) == ["gate", "lobby", "dock"]
+    table = {
+        win.camera_table.item(r, 0).text(): [win.camera_table.item(r, c).text() for c in range(5)]
+        for r in range(win.camera_table.rowCount())
+    }
+    assert table["lobby"] == ["lobby", "online", "10.0", "3", "0.91"]
+    assert table["dock"][1] == "offline"
+    t, v = win.panels["lobby"].series.arrays()
+    assert len(t) == 61 and v[-1] == 0.91
+    assert win.panels["lobby"].description.text() == "Two men fight near the door."
+    assert win.event_list.item(0).text().endswith("gate  peak 0.80  (open)")  # newest first
+    assert "lobby" in win.event_list.item(1).text()
+    assert win.panels["lobby"].threshold_line.value() == 0.7
+    region, _ = win.panels["lobby"].regions["ev1"]
+    assert region.getRegion() == pytest.approx((now - 20, now - 5))
+    # selecting an event shows its snapshot, explanation and descriptions, and centres its plot on it
+    win.event_list.setCurrentRow(1)
+    assert not win.snapshot.pixmap().isNull()
+    assert "A fight broke out." in win.explanation.text()
+    assert win.details.toPlainText() == "• a\n• b"
+    panel = win.panels["lobby"]
+    assert not panel.following
+    lo, hi = panel.plot.getViewBox().viewRange()[0]
+    assert lo < now - 12.5 < hi and abs((lo + hi) / 2 - (now - 12.5)) < 1
+    # the open event stretches to "now"; Live resumes following
+    win.follow_live()
+    assert panel.following
+    shot(win, "console-inprocess")
+
+
+def test_decoder_rejects_malformed_messages() -> None:
+    feed = ConsoleFeed()
+    dec = MqttDecoder("llmvad", feed)
+    good = {"camera": "c", "wall_time": 1.0, "score": 0.5, "descriptions": ["x"]}
+    assert dec.decode("llmvad/c/score", json.dumps(good).encode()) == [ScorePoint("c", 1.0, 0.5, "x")]
+    bad = [
+        ("llmvad/c/score", b"{not json"),
+        ("llmvad/c/score", json.dumps(good).encode()[:20]),  # truncated
+        ("llmvad/c/score", json.dumps({**good, "score": 7}).encode()),
+        ("llmvad/c/score", json.dumps({**good, "score": "high"}).encode()),
+        ("llmvad/c/score", b"[1, 2]"),
+        ("llmvad/c/score", b"\xff\xfe\x00garbage"),
+        ("llmvad/c/score", b"{" + b" " * (300 * 1024) + b"}"),  # oversized
+        ("llmvad/c/status", b"{}"),
+        ("llmvad/events", json.dumps({"type": "boom", "after": {}}).encode()),
+        ("llmvad/events", json.dumps({"type": "new", "after": {"id": 1}}).encode()),
+        ("llmvad/c/snapshot", b"not a jpeg"),
+    ]
+    for topic, payload in bad:
+        assert dec.decode(topic, payload) == []
+    assert feed.malformed == len(bad)
+    assert dec.decode("llmvad/c/unknown", b"whatever") == [] and dec.decode("other/x", b"") == []
+    assert feed.malformed == len(bad)
+
+
+def test_broker_address() -> None:
+    a = BrokerAddress.parse("mqtt://user:p%40ss@broker.local:1884")
+    assert (a.host, a.port, a.username, a.password, a.tls) == ("broker.local", 1884, "user", "p@ss", False)
+    assert str(a) == "mqtt://user@broker.local:1884"  # no password
+    assert BrokerAddress.parse("mqtts://h").port == 8883
+    assert BrokerAddress.parse("h:1999").port == 1999
+    with pytest.raises(ValueError, match="mqtt://"):
+        BrokerAddress.parse("http://h")
+
+
+def window_with_feeder(qtbot, port: int, prefix: str) -> tuple[ConsoleWindow, MqttFeeder]:
+    feed = ConsoleFeed()
+    win = ConsoleWindow(feed, threshold=0.6, span_s=120, refresh_ms=50)
+    qtbot.addWidget(win)
+    win.show()
+    feeder = MqttFeeder(BrokerAddress("127.0.0.1", port), prefix, feed, reconnect_max_s=0.5)
+    feeder.start()
+    qtbot.waitUntil(lambda: win.link.connected, timeout=10_000)
+    return win, feeder
+
+
+def publish_with_sink(port: int, prefix: str, tmp: Path, records: list) -> None:
+    """Publish records through the monitor's real MQTT sink (on an event loop of its own)."""
+
+    async def go() -> None:
+        sink = MqttSink(
+            MqttConfig(
+                enabled=True,
+                port=port,
+                topic_prefix=prefix,
+                discovery=False,
+                outbox=tmp / f"outbox-{time.monotonic_ns()}.sqlite",
+            ),
+            ["a"],
+        )
+        await sink.open()
+        await asyncio.wait_for(sink.connected.wait(), 10)
+        for r in records:
+            await sink.handle(r)
+        await sink.close()
+
+    threading.Thread(target=asyncio.run, args=(go(),)).start()
+
+
+def test_console_over_real_mqtt(qtbot, tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        win, feeder = window_with_feeder(qtbot, broker.port, "cons")
+        now = time.time()
+        records: list = []
+        for i, cam in enumerate(("front", "back", "garage")):
+            records.append(CameraStatus(cam, now, True, 9.5, 100, 10, 2, i, 1))
+            records += [
+                WindowScore(cam, k, k, k + 2, now - 30 + k, 0.2 + 0.01 * k, (f"{cam} scene {k}",), (k,))
+                for k in range(30)
+            ]
+        ev = Event(
+            "e-front",
+            "front",
+            10,
+            now - 10,
+            None,
+            None,
+            0.88,
+            0.88,
+            5,
+            ("A man climbs the fence.",),
+            None,
+            jpeg((120, 0, 0)),
+        )
+        records += [EventChange("new", None, ev)]
+        records += [EventChange("update", ev, Event(**{**_fields(ev), "explanation": "Someone is breaking in."}))]
+        publish_with_sink(broker.port, "cons", tmp_path, records)
+        qtbot.waitUntil(
+            lambda: win.event_list.count() == 1 and len(win.panels) == 3 and len(win.panels["garage"].series) == 30,
+            timeout=15_000,
+        )
+        qtbot.waitUntil(lambda: win.events["e-front"].explanation == "Someone is breaking in.", timeout=5000)
+        win.event_list.setCurrentRow(0)
+        assert not win.snapshot.pixmap().isNull()
+        assert win.camera_table.item(0, 1).text() == "online"
+        # garbage on the console's topics: counted, ignored
+        import aiomqtt
+
+        async def garbage() -> None:
+            async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+                await c.publish("cons/front/score", b"{truncated")
+                await c.publish("cons/events", b"\x00\x01")
+                await c.publish("cons/front/score", b"x" * 400_000)
+
+        asyncio.run(garbage())
+        qtbot.waitUntil(lambda: win.feed.malformed == 3, timeout=5000)
+        assert win.isVisible()
+        shot(win, "console-mqtt")
+        # the broker goes away: the window says so, and reconnects by itself
+        broker.stop()
+        qtbot.waitUntil(lambda: not win.link.connected, timeout=10_000)
+        assert "disconnected" in win.link_label.text()
+        broker.start()
+        qtbot.waitUntil(lambda: win.link.connected, timeout=15_000)
+        publish_with_sink(
+            broker.port,
+            "cons",
+            tmp_path,
+            [WindowScore("front", 99, 0, 1, time.time(), 0.42, ("after the restart",), (1,))],
+        )
+        qtbot.waitUntil(lambda: win.panels["front"].description.text() == "after the restart", timeout=10_000)
+    finally:
+        feeder.stop()
+        broker.stop()
+
+
+def _fields(ev: Event) -> dict:
+    from dataclasses import fields
+
+    return {f.name: getattr(ev, f.name) for f in fields(ev)}
+
+
+def test_sixteen_cameras_and_a_burst_of_events_stay_bounded(qtbot) -> None:
+    feed = ConsoleFeed()
+    win = ConsoleWindow(feed, threshold=0.7, span_s=300, refresh_ms=100, capacity=600)
+    qtbot.addWidget(win)
+    win.show()
+    now = time.time()
+    for k in range(900):  # 15 minutes of 1 Hz scores from 16 cameras, more than the ring holds
+        for c in range(16):
+            feed.push(ScorePoint(f"cam{c:02d}", now - 900 + k, (k % 50) / 50, None))
+    for i in range(100):
+        feed.push(EventView(f"b{i}", f"cam{i % 16:02d}", now - 100 + i, now - 99 + i, 0.9, 0.1, None, ("x",), None))
+    qtbot.waitUntil(lambda: win.event_list.count() == 100, timeout=10_000)
+    assert len(win.panels) == 16
+    assert all(len(p.series) == 600 for p in win.panels.values())
+    assert win.event_list.item(0).data(QtCore.Qt.ItemDataRole.UserRole) == "b99"
+    assert max(len(p.regions) for p in win.panels.values()) <= 64
+    shot(win, "console-16-cameras")
+
+
+def test_history_from_the_event_store(qtbot, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
+    db = tmp_path / "events.sqlite"
+    cfg = validate(
+        {
+            "cameras": [{"name": "door", "url": str(clip), "every_n_frames": 5}],
+            "windows": {"size": 2, "stride": 1},
+            "alerting": {"threshold": 0.6, "hysteresis": 0.1},
+        },
+        env={},
+    )
+    fake = AlarmAfter()
+    asyncio.run(Monitor(cfg, describer=fake, judge=fake, sinks=[StoreSink(db)]).run())  # type: ignore[arg-type]
+    feed = ConsoleFeed()
+    assert load_history(feed, db, hours=1) == 11 + 1
+    win = ConsoleWindow(feed, threshold=0.6, refresh_ms=50)
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.event_list.count() == 1, timeout=3000)
+    assert len(win.panels["door"].series) == 11
+    ev = next(iter(win.events.values()))
+    assert ev.snapshot is not None and ev.explanation == "something alarming happened"
+
+
+def test_run_console_in_process(qtbot, tmp_path: Path) -> None:
+    """``monitor run --console``: Qt on this thread, the pipeline on another, no broker."""
+    clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=6, fps=10, static_until=3.0) for i in range(3)]
+    cfg = validate(
+        {
+            "cameras": [{"name": f"cam{i}", "url": str(c), "every_n_frames": 5} for i, c in enumerate(clips)],
+            "windows": {"size": 2, "stride": 1},
+            "alerting": {"threshold": 0.6, "hysteresis": 0.1},
+            "outputs": {"status_interval_s": 0.2},
+        },
+        env={},
+    )
+    fake = AlarmAfter(delay_s=0.02)
+    feed = ConsoleFeed()
+    mon = Monitor(cfg, describer=fake, judge=fake, sinks=[ConsoleSink(feed)])  # type: ignore[arg-type]
+    from PySide6 import QtWidgets
+
+    seen: dict[str, object] = {}
+
+    def close_when_done() -> None:
+        wins = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, ConsoleWindow) and w.isVisible()]
+        if wins and not wins[0].link.connected and wins[0].link.detail == "pipeline finished":
+            win = wins[0]
+            win.pump()
+            seen["cameras"] = sorted(win.panels)
+            seen["events"] = win.event_list.count()
+            seen["status"] = win.camera_table.item(0, 1).text()
+            win.event_list.setCurrentRow(0)
+            shot(win, "console-run")
+            win.close()
+        else:
+            QtCore.QTimer.singleShot(100, close_when_done)
+
+    QtCore.QTimer.singleShot(100, close_when_done)
+    summary = run_with_pipeline(mon.run, feed, threshold=0.6, span_s=60, history=None, hours=1)
+    assert not summary.failed and len(summary.cameras) == 3
+    assert seen["cameras"] == ["cam0", "cam1", "cam2"] and seen["events"] == 3
+    assert seen["status"] in ("online", "offline")
+
+
+def test_console_commands_as_a_user_runs_them(tmp_path: Path, tiny_vlm: Path) -> None:
+    """``monitor console`` against a broker and ``monitor run --console``: start, work, stop on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_cli_run import ROOT
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        con = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor",
+                "console",
+                "--broker",
+                f"mqtt://user:s3cret@127.0.0.1:{broker.port}",
+                "--prefix",
+                "cli",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        err = ""
+        assert con.stderr is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "console: connected to" not in err:
+            err += con.stderr.readline()
+        assert "console: connected to mqtt://***@127.0.0.1" in err, err  # user info is masked in logs
+        con.send_signal(signal.SIGTERM)
+        err += con.communicate(timeout=10)[1]
+        assert con.returncode == 0, err
+        assert "s3cret" not in err
+    finally:
+        broker.stop()
+    clip = make_clip(tmp_path / "c.mp4", seconds=2)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[store]\nenabled = false\n[[cameras]]\nname = "cam"\nurl = "{clip}"\nevery_n_frames = 5\n')
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "run",
+            "--console",
+            "--config",
+            str(cfg),
+            "--model",
+            str(tiny_vlm),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stderr is not None
+    err = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "cam: " not in err:  # the run's summary line: the pipeline ended
+        err += run.stderr.readline()
+    assert run.poll() is None, err  # the window stays open after the files end
+    run.send_signal(signal.SIGTERM)
+    err += run.communicate(timeout=15)[1]
+    assert run.returncode == 0, err
+    assert (tmp_path / "out" / "results.jsonl").read_text().count('"kind": "description"') == 4
