@@ -19,10 +19,10 @@ import time
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
-from PySide6 import QtCore, QtWidgets  # noqa: E402
+from PySide6 import QtCore, QtWidgets
 
-from monitor.console.feed import ConsoleFeed, EventView, ScorePoint, StatusView  # noqa: E402
-from monitor.console.window import ConsoleWindow  # noqa: E402
+from monitor.console.feed import ConsoleFeed, EventView, ScorePoint, StatusView
+from monitor.console.window import ConsoleWindow
 
 CAMERAS = [f"cam{i:02d}" for i in range(16)]
 
@@ -127,8 +127,9 @@ def main() -> None:
     results = {mode: run(mode, args.seconds) for mode in ("batched", "per-message")}
     for mode, r in results.items():
         print(
-            f"{mode:12s} updates {r['updates']:6.0f}  update p50 {r['tick_p50_ms']:6.2f} ms  max {r['tick_max_ms']:7.2f} ms"
-            f"  Qt busy {r['busy_s']:6.2f} s  heartbeat late p95 {r['late_p95_ms']:6.1f} ms  max {r['late_max_ms']:6.1f} ms"
+            f"{mode:12s} updates {r['updates']:6.0f}  update p50 {r['tick_p50_ms']:6.2f} ms"
+            f"  max {r['tick_max_ms']:7.2f} ms  Qt busy {r['busy_s']:6.2f} s"
+            f"  heartbeat late p95 {r['late_p95_ms']:6.1f} ms  max {r['late_max_ms']:6.1f} ms"
         )
     b, p = results["batched"], results["per-message"]
     print(f"Qt-thread time per-message / batched = {p['busy_s'] / b['busy_s']:.1f}")
