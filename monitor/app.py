@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from monitor.config import AppConfig, CameraConfig
@@ -15,7 +15,7 @@ from pipeline.camera import CameraCounters, CameraPipeline, CameraSettings, Wind
 from pipeline.judge import Judge, JudgeSettings
 from pipeline.motion import MotionGate
 from pipeline.queues import ThreadToAsyncQueue
-from pipeline.records import CameraStatus, Frame
+from pipeline.records import CameraStatus, Frame, Record
 from pipeline.sampling import FrameSampler
 from pipeline.sources import SourceSettings, VideoSource
 from pipeline.windows import SlidingWindows
@@ -65,8 +65,8 @@ class LiveStats:
     sinks: list[SinkRunner]
 
 
-class _Camera:
-    """One camera's parts: decode thread, frame queue and pipeline stage."""
+class CameraParts:
+    """One camera's parts: decode thread, frame queue and pipeline stage; its status and summary."""
 
     def __init__(self, source: VideoSource, frames: ThreadToAsyncQueue[Frame], stage: CameraPipeline) -> None:
         self.source = source
@@ -116,6 +116,72 @@ def judge_settings(cfg: AppConfig) -> JudgeSettings:
     )
 
 
+def alert_settings(cfg: AppConfig) -> AlertSettings:
+    """The alert state machine's settings of a configuration."""
+    a = cfg.alerting
+    return AlertSettings(
+        threshold=a.threshold, hysteresis=a.hysteresis, min_duration_s=a.min_duration_s, cooldown_s=a.cooldown_s
+    )
+
+
+def make_worker(cfg: AppConfig, describer: ModelBackend, judge: ModelBackend) -> tuple[InferenceWorker, Judge]:
+    """One inference worker for both models (not started) and the judge that uses it."""
+    worker = InferenceWorker(
+        describer, judge=judge, max_batch=cfg.model.max_batch, max_wait_ms=cfg.model.max_wait_ms, name="model"
+    )
+    return worker, Judge(worker, judge_settings(cfg), cache_size=cfg.judge.cache_size)
+
+
+def build_camera(
+    cfg: AppConfig, cam: CameraConfig, worker: InferenceWorker, judge: Judge, emit: Callable[[Record], None]
+) -> CameraParts:
+    """A camera's decode thread, frame queue and pipeline stage (not started); call on the event loop."""
+    sampling = cfg.sampling_for(cam)
+    frames: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(
+        maxsize=cam.queue_size, policy=cam.queue_policy, loop=asyncio.get_running_loop()
+    )
+    source = VideoSource(
+        SourceSettings(
+            camera=cam.name,
+            url=cam.url,
+            live=cam.is_live,
+            realtime=cam.realtime,
+            loop=cam.loop,
+            open_timeout_s=cam.open_timeout_s,
+            read_timeout_s=cam.read_timeout_s,
+            reconnect_initial_s=cam.reconnect_initial_s,
+            reconnect_max_s=cam.reconnect_max_s,
+            rtsp_transport=cam.rtsp_transport,
+            image_max_side=cfg.model.image_max_side,
+        ),
+        sampler=FrameSampler(every_n_frames=sampling.every_n_frames, fps=sampling.fps),
+        queue=frames,
+    )
+    stage = CameraPipeline(
+        CameraSettings(
+            camera=cam.name,
+            describe_prompt=cam.prompt or cfg.model.prompt,
+            max_new_tokens=cfg.model.max_new_tokens,
+            max_inflight=2 * cfg.model.max_batch,  # one batch running, the next one ready
+            context=cam.context,
+            judge_template=cam.judge_prompt,
+            snapshot_quality=cfg.alerting.snapshot_quality,
+        ),
+        frames=frames,
+        describer=worker,
+        judge=judge,
+        gate=MotionGate(
+            threshold=sampling.motion_threshold,
+            max_reuse_s=sampling.motion_max_reuse_s,
+            enabled=bool(sampling.motion_gate),
+        ),
+        windows=SlidingWindows[WindowItem](size=cfg.windows.size, stride=cfg.windows.stride),
+        alerts=AlertMachine(cam.name, alert_settings(cfg)),
+        emit=emit,
+    )
+    return CameraParts(source, frames, stage)
+
+
 class Monitor:
     """Runs every configured camera through one shared inference worker (which also serves the judge)."""
 
@@ -139,7 +205,7 @@ class Monitor:
         self.sinks = sinks
         self.max_seconds = max_seconds
         self.drain_timeout_s = drain_timeout_s
-        self._cameras: list[_Camera] = []
+        self._cameras: list[CameraParts] = []
         self._worker: InferenceWorker | None = None
         self._hub: SinkHub | None = None
 
@@ -151,80 +217,17 @@ class Monitor:
             sinks=[] if self._hub is None else list(self._hub.runners),
         )
 
-    def _build_camera(self, cam: CameraConfig, worker: InferenceWorker, judge: Judge, hub: SinkHub) -> _Camera:
-        cfg = self.cfg
-        loop = asyncio.get_running_loop()
-        sampling = cfg.sampling_for(cam)
-        frames: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(
-            maxsize=cam.queue_size, policy=cam.queue_policy, loop=loop
-        )
-        source = VideoSource(
-            SourceSettings(
-                camera=cam.name,
-                url=cam.url,
-                live=cam.is_live,
-                realtime=cam.realtime,
-                loop=cam.loop,
-                open_timeout_s=cam.open_timeout_s,
-                read_timeout_s=cam.read_timeout_s,
-                reconnect_initial_s=cam.reconnect_initial_s,
-                reconnect_max_s=cam.reconnect_max_s,
-                rtsp_transport=cam.rtsp_transport,
-                image_max_side=cfg.model.image_max_side,
-            ),
-            sampler=FrameSampler(every_n_frames=sampling.every_n_frames, fps=sampling.fps),
-            queue=frames,
-        )
-        stage = CameraPipeline(
-            CameraSettings(
-                camera=cam.name,
-                describe_prompt=cam.prompt or cfg.model.prompt,
-                max_new_tokens=cfg.model.max_new_tokens,
-                max_inflight=2 * cfg.model.max_batch,  # one batch running, the next one ready
-                context=cam.context,
-                judge_template=cam.judge_prompt,
-                snapshot_quality=cfg.alerting.snapshot_quality,
-            ),
-            frames=frames,
-            describer=worker,
-            judge=judge,
-            gate=MotionGate(
-                threshold=sampling.motion_threshold,
-                max_reuse_s=sampling.motion_max_reuse_s,
-                enabled=bool(sampling.motion_gate),
-            ),
-            windows=SlidingWindows[WindowItem](size=cfg.windows.size, stride=cfg.windows.stride),
-            alerts=AlertMachine(
-                cam.name,
-                AlertSettings(
-                    threshold=cfg.alerting.threshold,
-                    hysteresis=cfg.alerting.hysteresis,
-                    min_duration_s=cfg.alerting.min_duration_s,
-                    cooldown_s=cfg.alerting.cooldown_s,
-                ),
-            ),
-            emit=hub.publish,
-        )
-        return _Camera(source, frames, stage)
-
     async def run(self, stop: asyncio.Event | None = None) -> RunSummary:
         """Run until every file source has ended, ``stop`` is set, or ``max_seconds`` have passed."""
         cfg = self.cfg
         stop = stop or asyncio.Event()
         t0 = time.monotonic()
-        worker = InferenceWorker(
-            self.describer,
-            judge=self.judge_backend,
-            max_batch=cfg.model.max_batch,
-            max_wait_ms=cfg.model.max_wait_ms,
-            name="model",
-        )
-        judge = Judge(worker, judge_settings(cfg), cache_size=cfg.judge.cache_size)
+        worker, judge = make_worker(cfg, self.describer, self.judge_backend)
         self._worker = worker
         interrupted = False
         async with SinkHub(self.sinks, maxsize=cfg.outputs.sink_queue_size) as hub:
             self._hub = hub
-            cameras = self._cameras = [self._build_camera(cam, worker, judge, hub) for cam in cfg.cameras]
+            cameras = self._cameras = [build_camera(cfg, cam, worker, judge, hub.publish) for cam in cfg.cameras]
             worker.start()
             for c in cameras:
                 c.source.start()
@@ -278,7 +281,7 @@ class Monitor:
         return summary
 
     async def _shutdown(
-        self, cameras: list[_Camera], remaining: set[asyncio.Task[None]], worker: InferenceWorker
+        self, cameras: list[CameraParts], remaining: set[asyncio.Task[None]], worker: InferenceWorker
     ) -> None:
         """Stop sources, let the stages drain briefly, then stop the model and cancel what is left."""
         for c in cameras:
@@ -292,7 +295,7 @@ class Monitor:
         if still:
             await asyncio.wait(still, timeout=1.0)
 
-    async def _report_status(self, cameras: list[_Camera], hub: SinkHub) -> None:
+    async def _report_status(self, cameras: list[CameraParts], hub: SinkHub) -> None:
         while True:
             await asyncio.sleep(self.cfg.outputs.status_interval_s)
             for c in cameras:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -288,6 +289,133 @@ def cmd_event_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from monitor.annotations import AnnotationError, read_annotations
+    from monitor.batch import (
+        BatchSummary,
+        VideoOutcome,
+        plan_jobs,
+        probe_frames,
+        run_batch,
+        settings_fingerprint,
+        write_summary,
+    )
+
+    cfg = _apply_overrides(_load_config(args.config), args)
+    setup_logging(args.log_level or cfg.log_level, secrets_to_hide(()))
+    video_dir = Path(args.video_dir)
+    if not video_dir.is_dir():
+        return _fail(f"{video_dir}: not a folder")
+    out_dir = Path(args.output) if args.output else video_dir.with_name(video_dir.name + "-results")
+    truths = None
+    if args.annotations:
+        try:
+            truths = read_annotations(Path(args.annotations), args.format)
+        except AnnotationError as exc:
+            return _fail(str(exc))
+    jobs = plan_jobs(video_dir, out_dir)
+    if not jobs:
+        return _fail(f"{video_dir}: no videos found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = settings_fingerprint(cfg)
+    if all(job.done_with(fingerprint) for job in jobs):  # nothing to do: no need to load the model
+        write_summary(out_dir, BatchSummary(tuple(VideoOutcome(str(j.rel), "skipped") for j in jobs), 0.0, False))
+        print(f"all {len(jobs)} videos are already done with these settings; outputs in {out_dir}", file=sys.stderr)
+        return EXIT_OK
+    for job in jobs:
+        job.estimate = None if job.done_with(fingerprint) else probe_frames(job.path)
+    total = sum(j.estimate or 0 for j in jobs) or None
+    describer, judge = load_backends(cfg)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        with tqdm(total=total, unit="frame", desc="frames", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
+
+            def progress(frames: int, done: int, of: int, failed: int) -> None:
+                bar.n = frames
+                bar.set_postfix_str(f"videos {done}/{of}" + (f", {failed} failed" if failed else ""), refresh=False)
+                bar.refresh()
+
+            summary = await run_batch(
+                cfg,
+                jobs,
+                describer=describer,
+                judge=judge,
+                parallel=args.parallel,
+                pickles=args.pickle,
+                truths=truths,
+                fmt=args.format,
+                progress=progress,
+                stop=stop,
+            )
+        write_summary(out_dir, summary)
+        done = [o for o in summary.outcomes if o.status == "done"]
+        skipped = [o for o in summary.outcomes if o.status == "skipped"]
+        footage = sum(o.duration for o in done)
+        print(
+            f"{len(done)} videos processed ({footage / 60:.1f} min of footage in {summary.seconds / 60:.1f} min), "
+            f"{len(skipped)} already done, {len(summary.failed)} failed; outputs in {out_dir}",
+            file=sys.stderr,
+        )
+        for o in summary.failed:
+            print(f"failed: {o.video}: {o.error}", file=sys.stderr)
+        if summary.interrupted:
+            print("interrupted: run the same command again to continue", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if summary.failed else EXIT_OK
+
+    return asyncio.run(main())
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from monitor.annotations import AnnotationError, read_annotations
+    from monitor.app import alert_settings
+    from monitor.evaluate import evaluate, load_results, render
+
+    cfg = _load_config(args.config)
+    setup_logging(args.log_level or cfg.log_level, ())
+    try:
+        truths = read_annotations(Path(args.annotations), args.format)
+    except AnnotationError as exc:
+        return _fail(str(exc))
+    scores_dir = Path(args.scores)
+    if not scores_dir.is_dir():
+        return _fail(f"{scores_dir}: not a folder")
+    scored = load_results(
+        scores_dir,
+        every_n_frames=cfg.sampling.every_n_frames,
+        size=cfg.windows.size,
+        stride=cfg.windows.stride,
+        llmvad_fps=args.llmvad_fps,
+    )
+    if not scored:
+        return _fail(f"{scores_dir}: no batch results (*.json) or LLMVAD *_anomaly_scores.pkl found")
+    try:
+        result = evaluate(scored, truths, args.format, alert_settings(cfg))
+    except ValueError as exc:
+        return _fail(str(exc))
+    out = Path(args.output) if args.output else scores_dir / f"eval_{args.format}.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(render(result))
+    print(f"written to {out}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from monitor.report import write_report
+
+    run_dir = Path(args.dir)
+    if not run_dir.is_dir():
+        return _fail(f"{run_dir}: not a folder")
+    print(write_report(run_dir, Path(args.output) if args.output else None))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Real-time video anomaly monitor (Gemma 3).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -346,6 +474,34 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS)
     show.set_defaults(func=cmd_event_show)
 
+    batch = sub.add_parser("batch", help="process every video in a folder (recursively)")
+    batch.add_argument("video_dir", metavar="VIDEO_DIR")
+    batch.add_argument("--output", metavar="DIR", help="outputs (default: VIDEO_DIR-results beside it)")
+    batch.add_argument("--config", type=Path, help="configuration file (default: ./config.toml if present)")
+    batch.add_argument("--model", metavar="ID_OR_DIR")
+    batch.add_argument("--judge-model", metavar="ID_OR_DIR")
+    batch.add_argument("--parallel", type=int, default=4, metavar="N", help="videos decoded at once (default 4)")
+    batch.add_argument("--pickle", action="store_true", help="also write LLMVAD's three pickles per video")
+    batch.add_argument("--annotations", metavar="FILE", help="ground truth to shade in the plots")
+    batch.add_argument("--format", choices=["ucf-crime", "xd-violence"], default="ucf-crime")
+    batch.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    batch.set_defaults(func=cmd_batch)
+
+    evl = sub.add_parser("eval", help="frame-level ROC-AUC/AP of a batch run against benchmark annotations")
+    evl.add_argument("--scores", required=True, metavar="DIR", help="a monitor batch output folder (or LLMVAD pickles)")
+    evl.add_argument("--annotations", required=True, metavar="FILE")
+    evl.add_argument("--format", choices=["ucf-crime", "xd-violence"], required=True)
+    evl.add_argument("--config", type=Path, help="threshold and alert settings (default: ./config.toml)")
+    evl.add_argument("--output", metavar="FILE", help="figures as JSON (default: DIR/eval_FORMAT.json)")
+    evl.add_argument("--llmvad-fps", type=float, default=30.0, help="frame rate behind LLMVAD pickles (default 30)")
+    evl.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    evl.set_defaults(func=cmd_eval)
+
+    rep = sub.add_parser("report", help="one self-contained HTML page of a batch run")
+    rep.add_argument("dir", metavar="DIR")
+    rep.add_argument("--output", metavar="FILE", help="default: DIR/report.html")
+    rep.set_defaults(func=cmd_report)
+
     ev = sub.add_parser("eval-judge", help="score labelled descriptions; print ROC-AUC and AP")
     ev.add_argument("file", metavar="FILE.jsonl")
     ev.add_argument("--config", type=Path, help="configuration file (judge prompt and answers)")
@@ -368,8 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from monitor.eval_judge import DataError
 
     args = build_parser().parse_args(argv)
-    if getattr(args, "window", 1) < 1 or getattr(args, "batch_size", 1) < 1:
-        return _fail("--window and --batch-size must be at least 1")
+    if getattr(args, "window", 1) < 1 or getattr(args, "batch_size", 1) < 1 or getattr(args, "parallel", 1) < 1:
+        return _fail("--window, --batch-size and --parallel must be at least 1")
     if getattr(args, "max_seconds", None) is not None and args.max_seconds <= 0:
         return _fail("--max-seconds must be positive")
     load_env_file(Path(".env"))

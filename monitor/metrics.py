@@ -50,3 +50,25 @@ def average_precision(labels: Array, scores: Array) -> float:
     precision = tps / (tps + fps)
     recall = tps / tps[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def precision_recall_curve(labels: Array, scores: Array) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Precision and recall at every distinct threshold, as ``sklearn.metrics.precision_recall_curve``:
+    recall decreasing, ending with the point (recall 0, precision 1)."""
+    y, s = _check(labels, scores)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s_sorted)), s.size - 1]
+    tps = np.cumsum(y_sorted)[last_of_tie]
+    fps = last_of_tie + 1 - tps
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    # lowest threshold first, then the end point (recall 0, precision 1)
+    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0]
+
+
+def pr_auc_trapezoid(labels: Array, scores: Array) -> float:
+    """Area under the precision-recall curve by the trapezoidal rule, ``auc(recall, precision)``: the
+    "AP" that XD-Violence results are published with (not the step-wise average precision)."""
+    precision, recall = precision_recall_curve(labels, scores)
+    return float(-np.trapezoid(precision, recall))  # recall decreases along the curve

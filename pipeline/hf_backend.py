@@ -91,6 +91,9 @@ class TransformersBackend:
         chat_template: str = "auto",
     ) -> None:
         from transformers import AutoConfig
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # our logs say what loads
 
         self._name = model
         if _looks_local(model):

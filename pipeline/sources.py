@@ -61,6 +61,8 @@ class SourceStats:
         self.connected = False
         self.reconnects = 0
         self.fps = 0.0
+        self.nominal_fps = 0.0
+        """The stream's own frame rate."""
         self.error: str | None = None
         self._last_wall: float | None = None
 
@@ -213,6 +215,7 @@ class VideoSource:
             stream.thread_type = "AUTO"
             rate = stream.average_rate or stream.guessed_rate
             self._period = 1.0 / float(rate) if rate else 0.1
+            self.stats.nominal_fps = 1.0 / self._period
             first_time: float | None = None
             pace_origin: tuple[float, float] | None = None
             for frame in self._decode(container, stream):
