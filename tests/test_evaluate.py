@@ -138,6 +138,9 @@ def test_llmvad_pickles_can_be_evaluated(tmp_path: Path, hand_case: tuple[Path, 
     (v,) = load_results(d).values()
     # every 10th frame, windows of 3 with stride 2, at 30 fps: window i ends at frame (2i + 2) * 10
     assert list(v.end_times) == pytest.approx([20 / 30, 40 / 30, 60 / 30, 80 / 30])
+    assert main(["eval", "--scores", str(d), "--annotations", str(ann), "--format", "ucf-crime"]) == 0
+    r = json.loads((d / "eval_ucf-crime.json").read_text())
+    assert r["videos"] == 1 and r["missing_scores"] == ["Normal001_x264"]
     assert list(v.scores) == [0.1, 0.8, 0.9, 0.2]
 
 
