@@ -14,10 +14,24 @@ from pipeline.records import Image
 
 @dataclass(frozen=True, slots=True)
 class ChatPrompt:
-    """A system instruction and a user turn; backends apply their chat template (or plain text)."""
+    """A system instruction and a user turn; backends apply their chat template (or plain text).
+
+    The first ``fixed`` characters of ``user`` are the same for every window (the instructions and
+    examples before the window's text): a backend may compute them once and reuse their cache.
+    """
 
     system: str
     user: str
+    fixed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeOutput:
+    """A judge pass: answer probabilities ``(n, answers)`` and, when asked for, hidden states of the
+    window's text mean-pooled per layer ``{layer: (n, hidden)}``."""
+
+    probs: npt.NDArray[np.float64]
+    pooled: dict[int, npt.NDArray[np.float32]]
 
 
 class ModelBackend(Protocol):
@@ -42,6 +56,12 @@ class ModelBackend(Protocol):
 
         One forward pass, no generation.
         """
+        ...
+
+    def judge_pass(
+        self, prompts: Sequence[ChatPrompt], answers: Sequence[str], pool_layers: Sequence[int] = ()
+    ) -> JudgeOutput:
+        """:meth:`answer_probs` plus pooled hidden states of the given layers, from the same forward pass."""
         ...
 
     def generate(self, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:

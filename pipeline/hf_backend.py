@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pipeline.backend import ChatPrompt, ModelLoadError
+from pipeline.backend import ChatPrompt, JudgeOutput, ModelLoadError
 from pipeline.records import Image
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class TransformersBackend:
             raise ModelLoadError(self._name, "it has no chat template", "Set judge.chat_template = 'never' or 'auto'.")
         self.use_chat_template = has_template and chat_template != "never"
         self._answer_ids: dict[tuple[str, ...], list[list[int]]] = {}
+        self._prefixes: dict[str, tuple[int, Any]] = {}
         self._eos = self._eos_ids()
         log.info(
             "loaded %s (%s, %s on %s) in %.1f s",
@@ -189,6 +191,70 @@ class TransformersBackend:
             return text
         bos = self.tokenizer.bos_token or ""
         return f"{bos}{prompt.system}\n\n{prompt.user}" if prompt.system else f"{bos}{prompt.user}"
+
+    def split_fixed(self, prompt: ChatPrompt) -> tuple[str, str]:
+        """The rendered prompt as (fixed head, variable tail); the head is "" when nothing is shared.
+
+        Whitespace at the cut goes to the tail, so the two tokenise exactly like the whole.
+        """
+        text = self.render(prompt)
+        fixed = prompt.user[: prompt.fixed].strip()
+        at = text.find(fixed) if fixed else -1
+        if at < 0:
+            return "", text
+        head = text[: at + len(fixed)].rstrip()
+        return head, text[len(head) :]
+
+    def _prefix_cache(self, head: str) -> tuple[int, Any]:
+        """Token count and KV cache of a fixed head, computed once (a few heads are kept)."""
+        found = self._prefixes.get(head)
+        if found is None:
+            ids = self.tokenizer(head, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
+            out = self.model.model(input_ids=ids, use_cache=True)
+            found = (int(ids.shape[1]), out.cache)
+            self._prefixes[head] = found
+            while len(self._prefixes) > 8:
+                self._prefixes.pop(next(iter(self._prefixes)))
+        return found
+
+    def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model.lm_head(hidden).float()
+        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def _forward_last(
+        self, heads: Sequence[str], tails: Sequence[str], pool_layers: Sequence[int]
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Logits at each prompt's last token and mean-pooled tail hidden states, for prompts that share one
+        head (its cache reused) or none (``heads[0] == ""``)."""
+        head = heads[0]
+        past, n_head = None, 0
+        if head:
+            n_head, cached = self._prefix_cache(head)
+            past = copy.deepcopy(cached)
+            past.batch_repeat_interleave(len(tails))
+        enc = self.tokenizer(
+            list(tails), return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
+        )
+        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        full_mask = torch.cat([torch.ones(len(tails), n_head, dtype=mask.dtype, device=self.device), mask], dim=1)
+        out = self.model.model(
+            input_ids=ids,
+            attention_mask=full_mask,
+            cache=past,
+            use_cache=past is not None,
+            output_hidden_states=bool(pool_layers),
+        )
+        last = mask.sum(dim=1) - 1
+        rows = torch.arange(len(tails), device=self.device)
+        logits = self._head_logits(out.last_hidden_state[rows, last])
+        pooled = {}
+        weights = (mask / mask.sum(dim=1, keepdim=True)).unsqueeze(-1).to(out.last_hidden_state.dtype)
+        for layer in pool_layers:
+            pooled[layer] = (out.hidden_states[layer] * weights).sum(dim=1).float()
+        return logits, pooled
 
     def _encode_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
@@ -252,15 +318,37 @@ class TransformersBackend:
         new = out[:, inputs["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
-    @torch.inference_mode()
     def answer_probs(self, prompts: Sequence[ChatPrompt], answers: Sequence[str]) -> npt.NDArray[np.float64]:
+        return self.judge_pass(prompts, answers).probs
+
+    @torch.inference_mode()
+    def judge_pass(
+        self, prompts: Sequence[ChatPrompt], answers: Sequence[str], pool_layers: Sequence[int] = ()
+    ) -> JudgeOutput:
+        """One forward pass per group of prompts sharing a fixed head, whose KV cache is computed once and
+        reused; the answer distribution is read at each prompt's last token."""
         groups = self.answer_token_ids(answers)
-        enc = self._encode_texts([self.render(p) for p in prompts])
-        logits = self.model(**enc, logits_to_keep=1, use_cache=False).logits[:, -1, :].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        per_answer = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in groups], dim=-1)
-        probs = torch.softmax(per_answer, dim=-1)  # renormalised over the answer set
-        return np.asarray(probs.cpu().numpy(), dtype=np.float64)
+        n_layers = self.model.config.get_text_config().num_hidden_layers
+        for layer in pool_layers:
+            if not 0 <= layer <= n_layers:
+                raise ValueError(f"layer {layer} is not in 0..{n_layers} for {self._name}")
+        splits = [self.split_fixed(p) for p in prompts]
+        by_head: dict[str, list[int]] = {}
+        for i, (head, _) in enumerate(splits):
+            by_head.setdefault(head, []).append(i)
+        probs = np.zeros((len(prompts), len(groups)), dtype=np.float64)
+        pooled = {
+            layer: np.zeros((len(prompts), self.model.config.get_text_config().hidden_size), np.float32)
+            for layer in pool_layers
+        }
+        for head, idxs in by_head.items():
+            logits, pools = self._forward_last([head] * len(idxs), [splits[i][1] for i in idxs], pool_layers)
+            logp = torch.log_softmax(logits, dim=-1)
+            per_answer = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in groups], dim=-1)
+            probs[idxs] = torch.softmax(per_answer, dim=-1).cpu().numpy()  # renormalised over the answers
+            for layer, values in pools.items():
+                pooled[layer][idxs] = values.cpu().numpy()
+        return JudgeOutput(probs, pooled)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:

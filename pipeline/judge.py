@@ -62,8 +62,10 @@ def fill(template: str, descriptions: Sequence[str], context: str | None) -> str
 def judge_prompt(
     settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None, template: str | None = None
 ) -> ChatPrompt:
-    """The scoring prompt for one window."""
-    return ChatPrompt(settings.system, fill(template or settings.prompt, descriptions, context))
+    """The scoring prompt for one window; the template's text before its first placeholder is marked fixed."""
+    template = template or settings.prompt
+    fixed = min(i for i in (template.find("{context}"), template.find("{descriptions}"), len(template)) if i >= 0)
+    return ChatPrompt(settings.system, fill(template, descriptions, context), fixed)
 
 
 def explain_prompt(settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
