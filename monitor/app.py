@@ -129,7 +129,12 @@ def make_worker(cfg: AppConfig, describer: ModelBackend, judge: ModelBackend) ->
     worker = InferenceWorker(
         describer, judge=judge, max_batch=cfg.model.max_batch, max_wait_ms=cfg.model.max_wait_ms, name="model"
     )
-    return worker, Judge(worker, judge_settings(cfg), cache_size=cfg.judge.cache_size)
+    calibration = None
+    if cfg.judge.calibration is not None:
+        from monitor.probe import JudgeCalibration
+
+        calibration = JudgeCalibration.load(cfg.judge.calibration)
+    return worker, Judge(worker, judge_settings(cfg), cache_size=cfg.judge.cache_size, calibration=calibration)
 
 
 def build_camera(

@@ -217,19 +217,11 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
 
     from monitor.app import judge_settings
     from monitor.eval_judge import read_labelled, report, score_items
-    from pipeline.hf_backend import TransformersBackend
 
     cfg = _load_config(args.config)
     setup_logging(args.log_level or cfg.log_level, secrets_to_hide(()))
     items = read_labelled(Path(args.file))
-    model = args.judge_model or cfg.judge.model or cfg.model.id
-    backend = TransformersBackend(
-        model,
-        device=cfg.judge.device or cfg.model.device,
-        dtype=cfg.judge.dtype or cfg.model.dtype,
-        token=hf_token(),
-        chat_template=cfg.judge.chat_template,
-    )
+    backend = _judge_backend(cfg, args.judge_model)
     with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
         scores = score_items(
             backend,
@@ -416,6 +408,73 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _judge_backend(cfg: AppConfig, judge_model: str | None) -> ModelBackend:
+    from pipeline.hf_backend import TransformersBackend
+
+    model = judge_model or cfg.judge.model or cfg.model.id
+    return TransformersBackend(
+        model,
+        device=cfg.judge.device or cfg.model.device,
+        dtype=cfg.judge.dtype or cfg.model.dtype,
+        token=hf_token(),
+        chat_template=cfg.judge.chat_template,
+    )
+
+
+def cmd_calibrate_judge(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from monitor.app import judge_settings
+    from monitor.eval_judge import read_labelled, report, window_texts
+    from monitor.probe import cv_probe, fit_calibration, group_folds
+    from pipeline.judge import expected_score, judge_prompt
+
+    cfg = _load_config(args.config)
+    setup_logging(args.log_level or cfg.log_level, secrets_to_hide(()))
+    items = read_labelled(Path(args.file))
+    y = np.array([it.label for it in items], dtype=bool)
+    if y.all() or not y.any():
+        return _fail(f"{args.file}: needs both anomalous (label 1) and normal (label 0) lines")
+    videos = sorted({it.video for it in items})
+    if len(videos) < args.folds:
+        return _fail(f"{args.file}: {len(videos)} videos; cross-validation across videos needs at least {args.folds}")
+    backend = _judge_backend(cfg, args.judge_model)
+    settings = judge_settings(cfg)
+    prompts = [judge_prompt(settings, texts) for texts in window_texts(items, args.window)]
+    prompted = np.empty(len(items))
+    pooled = []
+    with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
+        for a in range(0, len(prompts), args.batch_size):
+            out = backend.judge_pass(prompts[a : a + args.batch_size], settings.answers, (args.layer,))
+            prompted[a : a + len(out.probs)] = expected_score(out.probs)
+            pooled.append(out.pooled[args.layer])
+            bar.update(len(out.probs))
+    x = np.concatenate(pooled).astype(np.float64)
+    folds = group_folds([it.video for it in items], args.folds)
+    before = report(items, prompted)
+    after = report(items, cv_probe(x, y, folds, args.l2, prompted=prompted))
+    cal = fit_calibration(
+        x,
+        prompted,
+        y,
+        folds,
+        model=backend.name,
+        layer=args.layer,
+        l2=args.l2,
+        note=f"fitted on {args.file}: {len(items)} texts, {len(videos)} videos, window {args.window}",
+    )
+    out_path = Path(args.output)
+    cal.save(out_path)
+    print(f"prompted judge:   roc_auc={before.roc_auc:.4f} ap={before.ap:.4f}")
+    print(
+        f"with calibration: roc_auc={after.roc_auc:.4f} ap={after.ap:.4f} "
+        f"({args.folds}-fold cross-validation across videos)"
+    )
+    print(f'written to {out_path}; use it with\n[judge]\ncalibration = "{out_path.resolve()}"')
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Real-time video anomaly monitor (Gemma 3).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -501,6 +560,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir", metavar="DIR")
     rep.add_argument("--output", metavar="FILE", help="default: DIR/report.html")
     rep.set_defaults(func=cmd_report)
+
+    cal = sub.add_parser("calibrate-judge", help="fit a hidden-state probe of the judge on labelled descriptions")
+    cal.add_argument("file", metavar="FILE.jsonl", help="lines of video, start, text, label (as eval-judge)")
+    cal.add_argument("--config", type=Path, help="configuration file (judge model and prompt)")
+    cal.add_argument("--judge-model", metavar="ID_OR_DIR")
+    cal.add_argument("--layer", type=int, default=9, metavar="N", help="hidden layer to probe (default 9)")
+    cal.add_argument("--window", type=int, default=1, metavar="N", help="texts per window (default 1)")
+    cal.add_argument("--l2", type=float, default=100.0, help="ridge penalty of the probe (default 100)")
+    cal.add_argument("--folds", type=int, default=5, help="cross-validation folds across videos (default 5)")
+    cal.add_argument("--batch-size", type=int, default=8, metavar="B")
+    cal.add_argument("--output", default="judge-calibration.json", metavar="FILE")
+    cal.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    cal.set_defaults(func=cmd_calibrate_judge)
 
     ev = sub.add_parser("eval-judge", help="score labelled descriptions; print ROC-AUC and AP")
     ev.add_argument("file", metavar="FILE.jsonl")

@@ -96,6 +96,9 @@ class JudgeConfig(_Section):
     explain_prompt: str = Field(DEFAULT_EXPLAIN_PROMPT, title="Prompt for the explanation of an alert")
     explain_max_new_tokens: int = Field(48, ge=1, le=512)
     cache_size: int = Field(512, ge=0, le=1_000_000, title="Windows whose score is remembered (0: off)")
+    calibration: Path | None = Field(
+        None, title="A calibration file written by `monitor calibrate-judge` for this judge model"
+    )
 
     @field_validator("prompt", "explain_prompt")
     @classmethod
@@ -413,8 +416,19 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
         if missing and cfg.mqtt.enabled:
             raise ConfigError(str(base), missing)
         mqtt = mqtt.model_copy(update={"tls": tls.model_copy(update=files)})
+    judge = cfg.judge
+    if judge.calibration is not None:
+        from monitor.probe import JudgeCalibration
+
+        judge = judge.model_copy(update={"calibration": rel(judge.calibration)})
+        assert judge.calibration is not None
+        try:
+            JudgeCalibration.load(judge.calibration)
+        except ValueError as exc:
+            raise ConfigError(str(base), [("judge.calibration", str(exc))]) from None
     return cfg.model_copy(
         update={
+            "judge": judge,
             "cameras": cameras,
             "outputs": cfg.outputs.model_copy(update={"dir": rel(cfg.outputs.dir)}),
             "mqtt": mqtt,

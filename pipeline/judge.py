@@ -7,6 +7,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -82,6 +83,15 @@ def expected_score(probs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(np.clip((probs @ values) / np.where(total > 0, total, 1.0), 0.0, 1.0), dtype=np.float64)
 
 
+class Calibration(Protocol):
+    """A fitted correction of the prompted score from the judge's hidden states (see monitor.probe)."""
+
+    @property
+    def layer(self) -> int: ...
+
+    def score(self, pooled: npt.NDArray[np.floating[Any]], prompted: npt.NDArray[np.float64]) -> Any: ...
+
+
 class Judge:
     """Scores windows and writes explanations through an inference worker.
 
@@ -89,9 +99,17 @@ class Judge:
     scored is not sent twice: a static scene costs one forward pass, however many windows repeat it.
     """
 
-    def __init__(self, worker: InferenceWorker, settings: JudgeSettings, *, cache_size: int = 512) -> None:
+    def __init__(
+        self,
+        worker: InferenceWorker,
+        settings: JudgeSettings,
+        *,
+        cache_size: int = 512,
+        calibration: Calibration | None = None,
+    ) -> None:
         self.worker = worker
         self.settings = settings
+        self.calibration = calibration
         self.cache_size = cache_size
         self.hits = 0
         self._cache: OrderedDict[ChatPrompt, asyncio.Future[float]] = OrderedDict()
@@ -112,7 +130,8 @@ class Judge:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         try:
-            probs = await self.worker.answer_probs(prompt, self.settings.answers)
+            layers = (self.calibration.layer,) if self.calibration is not None else ()
+            probs, pooled = await self.worker.judge_pass(prompt, self.settings.answers, layers)
         except BaseException as exc:
             if self._cache.get(prompt) is fut:
                 del self._cache[prompt]
@@ -123,6 +142,8 @@ class Judge:
                 fut.exception()  # retrieved here; other waiters get it too
             raise
         value = float(expected_score(probs)[0])
+        if self.calibration is not None:
+            value = float(self.calibration.score(pooled[self.calibration.layer][None, :], np.array([value]))[0])
         fut.set_result(value)
         return value
 

@@ -171,8 +171,14 @@ class InferenceWorker:
 
     async def answer_probs(self, prompt: ChatPrompt, answers: Sequence[str]) -> npt.NDArray[np.float64]:
         """The judge's answer distribution for one prompt."""
-        result: npt.NDArray[np.float64] = await asyncio.wrap_future(
-            self.submit(RequestKind.SCORE, ("score", tuple(answers)), prompt)
+        return (await self.judge_pass(prompt, answers))[0]
+
+    async def judge_pass(
+        self, prompt: ChatPrompt, answers: Sequence[str], pool_layers: Sequence[int] = ()
+    ) -> tuple[npt.NDArray[np.float64], dict[int, npt.NDArray[np.float32]]]:
+        """The answer distribution for one prompt and its pooled hidden states of ``pool_layers``."""
+        result: tuple[npt.NDArray[np.float64], dict[int, npt.NDArray[np.float32]]] = await asyncio.wrap_future(
+            self.submit(RequestKind.SCORE, ("score", (tuple(answers), tuple(pool_layers))), prompt)
         )
         return result
 
@@ -254,5 +260,7 @@ class InferenceWorker:
         if kind is RequestKind.DESCRIBE:
             return self.backend.describe([r.payload[0] for r in batch], [r.payload[1] for r in batch], setting)
         if kind is RequestKind.SCORE:
-            return list(self.judge.answer_probs([r.payload for r in batch], setting))
+            answers, layers = setting
+            out = self.judge.judge_pass([r.payload for r in batch], answers, layers)
+            return [(out.probs[i], {k: v[i] for k, v in out.pooled.items()}) for i in range(len(batch))]
         return self.judge.generate([r.payload for r in batch], setting)

@@ -149,3 +149,44 @@ async def test_memory_stays_flat_when_the_model_is_slower_than_the_camera(tmp_pa
     assert cs.frames_sampled >= cs.frames_dropped + cs.described
     assert len(sink.statuses) >= 8 and max(s.queue_depth for s in sink.statuses) <= 4
     assert rss_late - rss_early < 50_000  # KiB: 4 s more of 25 fps 640x360 would be ~70 MB if kept
+
+
+async def test_per_camera_prompt_overrides(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=10)
+    cfg = config(
+        [
+            {"name": "plain", "url": str(clip), "every_n_frames": 5},
+            {
+                "name": "special",
+                "url": str(clip),
+                "every_n_frames": 5,
+                "prompt": "Count the boxes.",
+                "judge_prompt": "ALARM-PRONE SITE. {context}{descriptions}",
+                "context": "a loading dock",
+            },
+        ]
+    )
+    fake = FakeBackend()
+    seen: list[str] = []
+    original = fake.answer_probs
+
+    def spy(prompts: list, answers: list) -> object:
+        seen.extend(p.user for p in prompts)
+        return original(prompts, answers)
+
+    fake.answer_probs = spy  # type: ignore[method-assign]
+    asked: list[str] = []
+    describe = fake.describe
+
+    def spy_describe(images: list, prompts: list, max_new_tokens: int) -> list[str]:
+        asked.extend(prompts)
+        return describe(images, prompts, max_new_tokens)
+
+    fake.describe = spy_describe  # type: ignore[method-assign]
+    sink = CollectingSink()
+    await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+    by_cam = {c: [s.score for s in sink.scores if s.camera == c] for c in ("plain", "special")}
+    assert max(by_cam["plain"]) < 0.01 and min(by_cam["special"]) > 0.99
+    assert any(u.startswith("ALARM-PRONE SITE. Camera: a loading dock\n") for u in seen)
+    assert not any("ALARM" in u and "Report:" in u for u in seen)  # the default template is not used there
+    assert asked.count("Count the boxes.") == 4 and len(asked) == 8

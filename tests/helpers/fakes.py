@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.backend import ChatPrompt
+from pipeline.backend import ChatPrompt, JudgeOutput
 from pipeline.records import Image
 
 
@@ -54,6 +54,15 @@ class FakeBackend:
             hot = "ALARM" in p.user
             probs[i, -1 if hot else 0] = 1.0
         return np.asarray(probs / probs.sum(axis=1, keepdims=True), dtype=np.float64)
+
+    def judge_pass(
+        self, prompts: Sequence[ChatPrompt], answers: Sequence[str], pool_layers: Sequence[int] = ()
+    ) -> JudgeOutput:
+        probs = self.answer_probs(prompts, answers)
+        pooled = {
+            k: np.array([[float("ALARM" in p.user), len(p.user)] for p in prompts], np.float32) for k in pool_layers
+        }
+        return JudgeOutput(probs, pooled)
 
     def generate(self, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:
         self._work("generate", len(prompts))

@@ -1,0 +1,221 @@
+"""The judge study behind docs/judge.md: prompt variants, temporal context, smoothing and a probe.
+
+    .venv/bin/python -m benchmarks.judge_study [--data FILE] [--cache DIR]
+
+Scores every text of the development set (``../shared/data/judge_dev.jsonl``) with the Gemma 3 270M
+judge under several variants and prints ROC-AUC overall, against segments of normal videos and against
+the normal segments of anomalous videos, and AP. Fitted variants (the hidden-state probe) are scored by
+5-fold cross-validation across videos: no video is ever in both the fitting and the scoring part.
+Raw scores are kept in ``--cache`` so that re-running only recomputes what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks.common import ROOT
+from monitor.config import DEFAULT_JUDGE_PROMPT, DEFAULT_JUDGE_SYSTEM
+from monitor.eval_judge import Labelled, read_labelled, report, window_texts
+from monitor.probe import fit_logistic, logit
+from pipeline.hf_backend import TransformersBackend
+from pipeline.judge import JudgeSettings, expected_score, judge_prompt
+
+F = npt.NDArray[np.float64]
+LAYERS = (6, 9, 12, 15, 18)
+QUESTIONS = (
+    "Is anyone being attacked, hurt or threatened?",
+    "Is anything being stolen, broken into or damaged?",
+    "Is there an accident, a fire or an explosion?",
+    "Is anyone behaving in a dangerous or suspicious way?",
+)
+ZS_SYSTEM = "You review what a security camera saw."
+EXTRA_EXAMPLES = """Report: A man in a red shirt walks into the store and looks at the shelves.
+Anomaly: no
+
+Report: A police car drives past the building with its lights on.
+Anomaly: no
+
+Report: A man points a gun at the cashier and takes money from the register.
+Anomaly: yes
+
+Report: Two cars collide at the crossing and one of them overturns.
+Anomaly: yes
+
+Report: People sit on a bench and talk while children play nearby.
+Anomaly: no
+
+Report: A man climbs over the fence at night and tries to open the back door with a tool.
+Anomaly: yes
+
+"""
+
+
+def variants() -> dict[str, tuple[JudgeSettings, int]]:
+    """name -> (settings, window)."""
+    digits = tuple(str(d) for d in range(10))
+    few = JudgeSettings(DEFAULT_JUDGE_SYSTEM, DEFAULT_JUDGE_PROMPT, ("no", "yes"), "{descriptions}")
+    out = {
+        "zero-shot 0-9 rating, expected value": (
+            JudgeSettings(
+                ZS_SYSTEM,
+                "Report: {descriptions}\nHow anomalous is this (crime, violence, accident, fire) on a scale "
+                "from 0 (normal) to 9 (emergency)?\nRating: ",
+                digits,
+                "{descriptions}",
+            ),
+            1,
+        ),
+        "zero-shot yes/no question": (
+            JudgeSettings(
+                ZS_SYSTEM,
+                "Report: {descriptions}\nQuestion: Does this report describe an anomaly such as a crime, "
+                "violence, an accident or a fire? Answer yes or no.\nAnswer:",
+                ("no", "yes"),
+                "{descriptions}",
+            ),
+            1,
+        ),
+        "few-shot yes/no (6 examples)": (few, 1),
+        "few-shot yes/no (12 examples)": (
+            JudgeSettings(DEFAULT_JUDGE_SYSTEM, EXTRA_EXAMPLES + DEFAULT_JUDGE_PROMPT, ("no", "yes"), "{descriptions}"),
+            1,
+        ),
+        "few-shot yes/no, window 2": (few, 2),
+        "few-shot yes/no, window 3": (few, 3),
+    }
+    for i, q in enumerate(QUESTIONS):
+        out[f"question {i + 1}"] = (
+            JudgeSettings(
+                ZS_SYSTEM,
+                "Report: {descriptions}\nQuestion: " + q + " Answer yes or no.\nAnswer:",
+                ("no", "yes"),
+                "{descriptions}",
+            ),
+            1,
+        )
+    return out
+
+
+def run_variant(
+    backend: TransformersBackend, items: list[Labelled], s: JudgeSettings, window: int, layers: tuple[int, ...] = ()
+) -> tuple[F, dict[int, npt.NDArray[np.float32]]]:
+    prompts = [judge_prompt(s, texts) for texts in window_texts(items, window)]
+    scores = np.empty(len(items))
+    pooled: dict[int, list[npt.NDArray[np.float32]]] = {layer: [] for layer in layers}
+    for a in range(0, len(prompts), 8):
+        out = backend.judge_pass(prompts[a : a + 8], s.answers, layers)
+        scores[a : a + 8] = expected_score(out.probs)
+        for layer in layers:
+            pooled[layer].append(out.pooled[layer])
+    return scores, {layer: np.concatenate(v) for layer, v in pooled.items()}
+
+
+def ema(items: list[Labelled], scores: F, alpha: float) -> F:
+    """Causal exponential moving average of each video's scores, in time order."""
+    out = scores.copy()
+    by_video: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        by_video.setdefault(it.video, []).append(i)
+    for idxs in by_video.values():
+        idxs.sort(key=lambda i: items[i].start)
+        prev = None
+        for i in idxs:
+            prev = scores[i] if prev is None else alpha * scores[i] + (1 - alpha) * prev
+            out[i] = prev
+    return out
+
+
+def video_folds(items: list[Labelled], k: int = 5, seed: int = 0) -> npt.NDArray[np.int64]:
+    videos = sorted({it.video for it in items})
+    rng = np.random.default_rng(seed)
+    rng.shuffle(videos)
+    fold_of = {v: i % k for i, v in enumerate(videos)}
+    return np.array([fold_of[it.video] for it in items])
+
+
+def cv_probe(x: F, y: npt.NDArray[np.bool_], folds: npt.NDArray[np.int64], l2: float, prompted: F | None = None) -> F:
+    """Out-of-fold scores of the probe (and, with ``prompted``, of its stacking with the prompted logit)."""
+    out = np.empty(len(y))
+    for f in np.unique(folds):
+        tr, te = folds != f, folds == f
+        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
+        w, b = fit_logistic((x[tr] - mu) / sd, y[tr], l2=l2)
+        probe_te = ((x[te] - mu) / sd) @ w + b
+        if prompted is None:
+            out[te] = probe_te
+            continue
+        # the stacking weights are fitted on out-of-fold probe logits inside the training part
+        inner = cv_probe(x[tr], y[tr], folds[tr], l2) if len(np.unique(folds[tr])) > 1 else probe_te
+        cw, cb = fit_logistic(np.column_stack([inner, logit(prompted[tr])]), y[tr], l2=1e-3)
+        out[te] = np.column_stack([probe_te, logit(prompted[te])]) @ cw + cb
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "judge_dev.jsonl")
+    ap.add_argument("--model", default=str(ROOT / ".models" / "gemma3-270m"))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/judge-study"))
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    items = read_labelled(args.data)
+    y = np.array([it.label for it in items], dtype=bool)
+    backend = TransformersBackend(args.model)
+    results: dict[str, F] = {}
+    pooled: dict[int, npt.NDArray[np.float32]] = {}
+
+    def cached(name: str, s: JudgeSettings, window: int, layers: tuple[int, ...] = ()) -> F:
+        key = hashlib.sha256(json.dumps([args.model, s.system, s.prompt, s.answers, window, layers]).encode())
+        path = args.cache / f"{key.hexdigest()[:16]}.npz"
+        if path.exists():
+            z = np.load(path)
+            pooled.update({int(k[1:]): z[k] for k in z.files if k.startswith("L")})
+            return np.asarray(z["scores"], dtype=np.float64)
+        t0 = time.time()
+        scores, pools = run_variant(backend, items, s, window, layers)
+        np.savez(path, scores=scores, **{f"L{k}": v for k, v in pools.items()})
+        pooled.update(pools)
+        print(f"  scored '{name}' in {time.time() - t0:.0f} s", flush=True)
+        return scores
+
+    for name, (s, window) in variants().items():
+        layers = LAYERS if name == "few-shot yes/no (6 examples)" else ()
+        results[name] = cached(name, s, window, layers)
+    base = results["few-shot yes/no (6 examples)"]
+    results["mean of the 4 questions (Probe-VAD style)"] = np.mean(
+        [results[f"question {i + 1}"] for i in range(len(QUESTIONS))], axis=0
+    )
+    results["few-shot + 4 questions, mean"] = (base + results["mean of the 4 questions (Probe-VAD style)"]) / 2
+    for alpha in (0.7, 0.5, 0.3):
+        results[f"few-shot, causal EMA alpha={alpha}"] = ema(items, base, alpha)
+    folds = video_folds(items)
+    for layer in LAYERS:
+        for l2 in (10.0, 100.0):
+            results[f"probe layer {layer}, l2={l2:g} (CV)"] = cv_probe(pooled[layer].astype(np.float64), y, folds, l2)
+    best_layer = max(LAYERS, key=lambda L: report(items, results[f"probe layer {L}, l2=100 (CV)"]).roc_auc)
+    x = pooled[best_layer].astype(np.float64)
+    results[f"probe layer {best_layer} + few-shot, stacked (CV)"] = cv_probe(x, y, folds, 100.0, prompted=base)
+    stacked = results[f"probe layer {best_layer} + few-shot, stacked (CV)"]
+    results[f"probe layer {best_layer} + few-shot, stacked, EMA 0.5"] = ema(items, 1 / (1 + np.exp(-stacked)), 0.5)
+    show: Callable[[float | None], str] = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"\n{len(items)} texts, {int(y.sum())} anomalous, {len({it.video for it in items})} videos\n")
+    print("| variant | ROC-AUC | vs normal videos | vs normal parts of anomalous videos | AP |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, scores in results.items():
+        r = report(items, scores)
+        print(
+            f"| {name} | {r.roc_auc:.3f} | {show(r.auc_vs_normal_videos)} | {show(r.auc_vs_anomalous_videos)} "
+            f"| {r.ap:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
