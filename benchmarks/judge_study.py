@@ -24,7 +24,7 @@ import numpy.typing as npt
 from benchmarks.common import ROOT
 from monitor.config import DEFAULT_JUDGE_PROMPT, DEFAULT_JUDGE_SYSTEM
 from monitor.eval_judge import Labelled, read_labelled, report, window_texts
-from monitor.probe import fit_logistic, logit
+from monitor.probe import cv_probe, group_folds
 from pipeline.hf_backend import TransformersBackend
 from pipeline.judge import JudgeSettings, expected_score, judge_prompt
 
@@ -133,32 +133,6 @@ def ema(items: list[Labelled], scores: F, alpha: float) -> F:
     return out
 
 
-def video_folds(items: list[Labelled], k: int = 5, seed: int = 0) -> npt.NDArray[np.int64]:
-    videos = sorted({it.video for it in items})
-    rng = np.random.default_rng(seed)
-    rng.shuffle(videos)
-    fold_of = {v: i % k for i, v in enumerate(videos)}
-    return np.array([fold_of[it.video] for it in items])
-
-
-def cv_probe(x: F, y: npt.NDArray[np.bool_], folds: npt.NDArray[np.int64], l2: float, prompted: F | None = None) -> F:
-    """Out-of-fold scores of the probe (and, with ``prompted``, of its stacking with the prompted logit)."""
-    out = np.empty(len(y))
-    for f in np.unique(folds):
-        tr, te = folds != f, folds == f
-        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
-        w, b = fit_logistic((x[tr] - mu) / sd, y[tr], l2=l2)
-        probe_te = ((x[te] - mu) / sd) @ w + b
-        if prompted is None:
-            out[te] = probe_te
-            continue
-        # the stacking weights are fitted on out-of-fold probe logits inside the training part
-        inner = cv_probe(x[tr], y[tr], folds[tr], l2) if len(np.unique(folds[tr])) > 1 else probe_te
-        cw, cb = fit_logistic(np.column_stack([inner, logit(prompted[tr])]), y[tr], l2=1e-3)
-        out[te] = np.column_stack([probe_te, logit(prompted[te])]) @ cw + cb
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "judge_dev.jsonl")
@@ -196,7 +170,7 @@ def main() -> None:
     results["few-shot + 4 questions, mean"] = (base + results["mean of the 4 questions (Probe-VAD style)"]) / 2
     for alpha in (0.7, 0.5, 0.3):
         results[f"few-shot, causal EMA alpha={alpha}"] = ema(items, base, alpha)
-    folds = video_folds(items)
+    folds = group_folds([it.video for it in items])
     for layer in LAYERS:
         for l2 in (10.0, 100.0):
             results[f"probe layer {layer}, l2={l2:g} (CV)"] = cv_probe(pooled[layer].astype(np.float64), y, folds, l2)

@@ -1,0 +1,119 @@
+"""``monitor calibrate-judge`` and a calibrated judge in the pipeline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.config import ConfigError, load
+from monitor.probe import JudgeCalibration, cv_probe, fit_calibration, fit_logistic, group_folds
+from tests.conftest import SHARED
+from tests.helpers.media import make_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_logistic_regression_recovers_a_separating_direction() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = (x @ np.array([2.0, -1.0, 0, 0, 0]) + 0.3 * rng.normal(size=400)) > 0
+    w, b = fit_logistic(x, y, l2=0.1)
+    assert w[0] > 1 and w[1] < -0.5 and abs(w[2]) < 0.5 and abs(b) < 0.5
+    folds = group_folds([f"v{i // 10}" for i in range(400)], 5)
+    assert len(set(folds)) == 5 and all(len(set(folds[i : i + 10])) == 1 for i in range(0, 400, 10))
+    oof = cv_probe(x, y, folds, 0.1)
+    assert ((oof > 0) == y).mean() > 0.9
+    cal = fit_calibration(x, np.clip(y * 0.6 + 0.2, 0, 1), y, folds, model="m", layer=3)
+    assert cal.score(x, np.full(400, 0.5)).shape == (400,)
+
+
+def test_calibration_file_round_trip_and_errors(tmp_path: Path) -> None:
+    cal = JudgeCalibration("m", 9, np.zeros(4), np.ones(4), np.arange(4.0), 0.5, (1.0, 0.5, -0.1), "note")
+    path = tmp_path / "cal.json"
+    cal.save(path)
+    back = JudgeCalibration.load(path)
+    assert back.layer == 9 and list(back.weights) == [0, 1, 2, 3] and back.combine == (1.0, 0.5, -0.1)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[judge]\ncalibration = "{path.name}"\n')
+    assert load(cfg).judge.calibration == path
+    path.write_text('{"format": "something else"}')
+    with pytest.raises(ConfigError) as info:
+        load(cfg)
+    assert (
+        info.value.problems[0][0] == "judge.calibration" and "not a judge calibration file" in info.value.problems[0][1]
+    )
+
+
+@pytest.mark.slow
+def test_calibrate_then_run_with_the_calibration(tmp_path: Path, judge_270m: Path, tiny_vlm: Path) -> None:
+    rows = [json.loads(line) for line in (SHARED / "data" / "judge_dev.jsonl").read_text().splitlines()]
+    videos = (
+        sorted({r["video"] for r in rows if r["label"]})[:6]
+        + sorted({r["video"] for r in rows if r["video"].startswith("Normal")})[:4]
+    )
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows if r["video"] in videos))
+    out = tmp_path / "cal.json"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "calibrate-judge",
+            str(data),
+            "--judge-model",
+            str(judge_270m),
+            "--layer",
+            "6",
+            "--output",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("prompted judge:   roc_auc=") and lines[1].startswith("with calibration: roc_auc=")
+    assert f'calibration = "{out}"' in r.stdout
+    cal = JudgeCalibration.load(out)
+    assert cal.layer == 6 and cal.mean.shape == (640,)
+    # the pipeline scores with it
+    clip = make_clip(tmp_path / "c.mp4", seconds=2)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[judge]\ncalibration = "{out}"\n[store]\nenabled = false\n')
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "run",
+            "--config",
+            str(cfg),
+            "--model",
+            str(tiny_vlm),
+            "--judge-model",
+            str(judge_270m),
+            "--source",
+            str(clip),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    scores = [
+        json.loads(x)["score"]
+        for x in (tmp_path / "o" / "results.jsonl").read_text().splitlines()
+        if '"kind": "score"' in x
+    ]
+    assert scores and all(0.0 <= s <= 1.0 for s in scores)
