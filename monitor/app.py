@@ -7,8 +7,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from monitor.config import AppConfig, CameraConfig
+
+if TYPE_CHECKING:
+    from monitor.probe import JudgeCalibration
 from pipeline.alerts import AlertMachine, AlertSettings
 from pipeline.backend import ModelBackend
 from pipeline.camera import CameraCounters, CameraPipeline, CameraSettings, WindowItem
@@ -129,12 +133,35 @@ def make_worker(cfg: AppConfig, describer: ModelBackend, judge: ModelBackend) ->
     worker = InferenceWorker(
         describer, judge=judge, max_batch=cfg.model.max_batch, max_wait_ms=cfg.model.max_wait_ms, name="model"
     )
-    calibration = None
-    if cfg.judge.calibration is not None:
-        from monitor.probe import JudgeCalibration
-
-        calibration = JudgeCalibration.load(cfg.judge.calibration)
+    calibration = calibration_for(cfg, judge)
     return worker, Judge(worker, judge_settings(cfg), cache_size=cfg.judge.cache_size, calibration=calibration)
+
+
+def calibration_for(cfg: AppConfig, judge: ModelBackend) -> JudgeCalibration | None:
+    """The configured calibration if it was fitted for this judge model and prompt; else None (logged)."""
+    from monitor.probe import JudgeCalibration, prompt_hash
+
+    if cfg.judge.calibration is None:
+        return None
+    cal = JudgeCalibration.load(cfg.judge.calibration)
+    j = cfg.judge
+    if cal.fingerprint and cal.fingerprint != judge.fingerprint:
+        log.warning(
+            "judge calibration %s was fitted for %s, not for the judge %s: scoring without it",
+            cfg.judge.calibration,
+            cal.model,
+            judge.name,
+        )
+        return None
+    if cal.prompt and cal.prompt != prompt_hash(j.system, j.prompt, j.answers):
+        log.warning(
+            "judge calibration %s was fitted with another judge prompt: scoring without it "
+            "(run monitor calibrate-judge again)",
+            cfg.judge.calibration,
+        )
+        return None
+    log.info("judge calibrated by %s (layer %d)", cfg.judge.calibration, cal.layer)
+    return cal
 
 
 def build_camera(
@@ -171,6 +198,7 @@ def build_camera(
             context=cam.context,
             judge_template=cam.judge_prompt,
             snapshot_quality=cfg.alerting.snapshot_quality,
+            smoothing=cfg.judge.smoothing,
         ),
         frames=frames,
         describer=worker,

@@ -215,22 +215,29 @@ def cmd_console(args: argparse.Namespace) -> int:
 def cmd_eval_judge(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from monitor.app import judge_settings
-    from monitor.eval_judge import read_labelled, report, score_items
+    from monitor.app import calibration_for, judge_settings
+    from monitor.eval_judge import read_labelled, report, score_items, smooth_by_video
 
     cfg = _load_config(args.config)
     setup_logging(args.log_level or cfg.log_level, secrets_to_hide(()))
     items = read_labelled(Path(args.file))
     backend = _judge_backend(cfg, args.judge_model)
+    calibration = None if args.raw else calibration_for(cfg, backend)
     with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
-        scores = score_items(
+        scores, _ = score_items(
             backend,
             judge_settings(cfg),
             items,
             window=args.window,
             batch_size=args.batch_size,
+            calibration=calibration,
             progress=bar.update,
         )
+    steps = ["calibrated" if calibration is not None else "prompted"]
+    if cfg.judge.smoothing < 1 and not args.raw:
+        scores = smooth_by_video(items, scores, cfg.judge.smoothing)
+        steps.append(f"smoothed over time (alpha {cfg.judge.smoothing:g})")
+    print(f"judge: {backend.name}, window {args.window}, scores {' and '.join(steps)}")
     for line in report(items, scores).lines():
         print(line)
     return EXIT_OK
@@ -426,9 +433,8 @@ def cmd_calibrate_judge(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from monitor.app import judge_settings
-    from monitor.eval_judge import read_labelled, report, window_texts
-    from monitor.probe import cv_probe, fit_calibration, group_folds
-    from pipeline.judge import expected_score, judge_prompt
+    from monitor.eval_judge import read_labelled, report, score_items, smooth_by_video
+    from monitor.probe import cv_probe, fit_calibration, group_folds, prompt_hash
 
     cfg = _load_config(args.config)
     setup_logging(args.log_level or cfg.log_level, secrets_to_hide(()))
@@ -441,19 +447,28 @@ def cmd_calibrate_judge(args: argparse.Namespace) -> int:
         return _fail(f"{args.file}: {len(videos)} videos; cross-validation across videos needs at least {args.folds}")
     backend = _judge_backend(cfg, args.judge_model)
     settings = judge_settings(cfg)
-    prompts = [judge_prompt(settings, texts) for texts in window_texts(items, args.window)]
-    prompted = np.empty(len(items))
-    pooled = []
     with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
-        for a in range(0, len(prompts), args.batch_size):
-            out = backend.judge_pass(prompts[a : a + args.batch_size], settings.answers, (args.layer,))
-            prompted[a : a + len(out.probs)] = expected_score(out.probs)
-            pooled.append(out.pooled[args.layer])
-            bar.update(len(out.probs))
-    x = np.concatenate(pooled).astype(np.float64)
+        prompted, pooled = score_items(
+            backend,
+            settings,
+            items,
+            window=args.window,
+            batch_size=args.batch_size,
+            pool_layers=(args.layer,),
+            progress=bar.update,
+        )
+    x = pooled[args.layer].astype(np.float64)
     folds = group_folds([it.video for it in items], args.folds)
-    before = report(items, prompted)
-    after = report(items, cv_probe(x, y, folds, args.l2, prompted=prompted))
+    calibrated = 1 / (1 + np.exp(-cv_probe(x, y, folds, args.l2, prompted=prompted)))
+    rows = [("prompted judge", prompted), ("with calibration", calibrated)]
+    if cfg.judge.smoothing < 1:
+        rows.append(
+            (f"calibrated, smoothed ({cfg.judge.smoothing:g})", smooth_by_video(items, calibrated, cfg.judge.smoothing))
+        )
+    for label, scores in rows:
+        r = report(items, scores)
+        print(f"{label + ':':34s} roc_auc={r.roc_auc:.4f} ap={r.ap:.4f}")
+    print(f"(calibrated figures: {args.folds}-fold cross-validation across videos)")
     cal = fit_calibration(
         x,
         prompted,
@@ -462,15 +477,12 @@ def cmd_calibrate_judge(args: argparse.Namespace) -> int:
         model=backend.name,
         layer=args.layer,
         l2=args.l2,
-        note=f"fitted on {args.file}: {len(items)} texts, {len(videos)} videos, window {args.window}",
+        note=f"fitted on {Path(args.file).name}: {len(items)} texts, {len(videos)} videos, window {args.window}",
+        fingerprint=backend.fingerprint,
+        prompt=prompt_hash(settings.system, settings.prompt, settings.answers),
     )
     out_path = Path(args.output)
     cal.save(out_path)
-    print(f"prompted judge:   roc_auc={before.roc_auc:.4f} ap={before.ap:.4f}")
-    print(
-        f"with calibration: roc_auc={after.roc_auc:.4f} ap={after.ap:.4f} "
-        f"({args.folds}-fold cross-validation across videos)"
-    )
     print(f'written to {out_path}; use it with\n[judge]\ncalibration = "{out_path.resolve()}"')
     return EXIT_OK
 
@@ -565,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("file", metavar="FILE.jsonl", help="lines of video, start, text, label (as eval-judge)")
     cal.add_argument("--config", type=Path, help="configuration file (judge model and prompt)")
     cal.add_argument("--judge-model", metavar="ID_OR_DIR")
-    cal.add_argument("--layer", type=int, default=9, metavar="N", help="hidden layer to probe (default 9)")
+    cal.add_argument("--layer", type=int, default=6, metavar="N", help="hidden layer to probe (default 6)")
     cal.add_argument("--window", type=int, default=1, metavar="N", help="texts per window (default 1)")
     cal.add_argument("--l2", type=float, default=100.0, help="ridge penalty of the probe (default 100)")
     cal.add_argument("--folds", type=int, default=5, help="cross-validation folds across videos (default 5)")
@@ -586,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge each text with the N-1 previous texts of its video (default 1)",
     )
     ev.add_argument("--batch-size", type=int, default=8, metavar="B")
+    ev.add_argument("--raw", action="store_true", help="the prompted score alone: no calibration, no smoothing")
     ev.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ev.set_defaults(func=cmd_eval_judge)
     return parser

@@ -25,7 +25,25 @@ DEFAULT_JUDGE_SYSTEM = (
     "Security camera event reports, each rated for whether it shows an anomaly (crime, violence, an "
     "accident, fire, vandalism, theft, or another dangerous or unusual event)."
 )
-DEFAULT_JUDGE_PROMPT = """Report: A woman walks her dog along the sidewalk.
+DEFAULT_JUDGE_PROMPT = """Report: A man in a red shirt walks into the store and looks at the shelves.
+Anomaly: no
+
+Report: A police car drives past the building with its lights on.
+Anomaly: no
+
+Report: A man points a gun at the cashier and takes money from the register.
+Anomaly: yes
+
+Report: Two cars collide at the crossing and one of them overturns.
+Anomaly: yes
+
+Report: People sit on a bench and talk while children play nearby.
+Anomaly: no
+
+Report: A man climbs over the fence at night and tries to open the back door with a tool.
+Anomaly: yes
+
+Report: A woman walks her dog along the sidewalk.
 Anomaly: no
 
 Report: A man breaks the car window with a rock and takes a bag from the seat.
@@ -96,6 +114,9 @@ class JudgeConfig(_Section):
     explain_prompt: str = Field(DEFAULT_EXPLAIN_PROMPT, title="Prompt for the explanation of an alert")
     explain_max_new_tokens: int = Field(48, ge=1, le=512)
     cache_size: int = Field(512, ge=0, le=1_000_000, title="Windows whose score is remembered (0: off)")
+    smoothing: float = Field(
+        0.5, gt=0, le=1, title="Causal moving average of each camera's window scores: weight of the newest (1: off)"
+    )
     calibration: Path | None = Field(
         None, title="A calibration file written by `monitor calibrate-judge` for this judge model"
     )

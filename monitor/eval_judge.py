@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from monitor.metrics import average_precision, roc_auc
 from pipeline.backend import ModelBackend
-from pipeline.judge import JudgeSettings, expected_score, judge_prompt
+from pipeline.judge import Calibration, JudgeSettings, Smoother, expected_score, judge_prompt
 
 
 class DataError(Exception):
@@ -91,17 +91,43 @@ def score_items(
     window: int = 1,
     batch_size: int = 8,
     context: str | None = None,
+    calibration: Calibration | None = None,
+    pool_layers: Sequence[int] = (),
     progress: Callable[[int], None] | None = None,
-) -> npt.NDArray[np.float64]:
-    """The judge's score for every item, in batches of forward passes."""
+) -> tuple[npt.NDArray[np.float64], dict[int, npt.NDArray[np.float32]]]:
+    """The judge's score for every item (calibrated when given), in batches of forward passes, and the
+    pooled hidden states of ``pool_layers`` from the same passes."""
     prompts = [judge_prompt(settings, texts, context) for texts in window_texts(items, window)]
+    layers = tuple(dict.fromkeys([*pool_layers, *([calibration.layer] if calibration is not None else [])]))
     scores = np.empty(len(prompts), dtype=np.float64)
+    pooled: dict[int, list[npt.NDArray[np.float32]]] = {layer: [] for layer in layers}
     for a in range(0, len(prompts), batch_size):
         chunk = prompts[a : a + batch_size]
-        scores[a : a + len(chunk)] = expected_score(backend.answer_probs(chunk, settings.answers))
+        out = backend.judge_pass(chunk, settings.answers, layers)
+        scores[a : a + len(chunk)] = expected_score(out.probs)
+        for layer in layers:
+            pooled[layer].append(out.pooled[layer])
         if progress is not None:
             progress(len(chunk))
-    return scores
+    stacked = {layer: np.concatenate(v) for layer, v in pooled.items()}
+    if calibration is not None:
+        scores = np.asarray(calibration.score(stacked[calibration.layer], scores), dtype=np.float64)
+    return scores, stacked
+
+
+def smooth_by_video(
+    items: Sequence[Labelled], scores: npt.NDArray[np.float64], alpha: float
+) -> npt.NDArray[np.float64]:
+    """Each video's scores through the live monitor's causal moving average, in time order."""
+    out = scores.copy()
+    by_video: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        by_video[it.video].append(i)
+    for idxs in by_video.values():
+        smoother = Smoother(alpha)
+        for i in sorted(idxs, key=lambda i: (items[i].start, items[i].end)):
+            out[i] = smoother.update(float(scores[i]))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,10 @@ class JudgeCalibration:
     bias: float
     combine: tuple[float, float, float]
     note: str = ""
+    fingerprint: str = ""
+    """The judge model's weights fingerprint (its calibration applies to that model only)."""
+    prompt: str = ""
+    """Hash of the judge prompt it was fitted with (hidden states depend on the prompt)."""
 
     def probe_logit(self, pooled: npt.NDArray[np.floating[Any]]) -> F:
         z = (np.asarray(pooled, dtype=np.float64) - self.mean) / self.scale
@@ -72,6 +77,8 @@ class JudgeCalibration:
                     "bias": self.bias,
                     "combine": list(self.combine),
                     "note": self.note,
+                    "fingerprint": self.fingerprint,
+                    "prompt": self.prompt,
                 }
             )
         )
@@ -91,7 +98,16 @@ class JudgeCalibration:
                 raise ValueError("mean, scale and weights differ in shape")
             a, b, c = (float(x) for x in d["combine"])
             return cls(
-                str(d["model"]), int(d["layer"]), mean, scale, w, float(d["bias"]), (a, b, c), str(d.get("note", ""))
+                str(d["model"]),
+                int(d["layer"]),
+                mean,
+                scale,
+                w,
+                float(d["bias"]),
+                (a, b, c),
+                str(d.get("note", "")),
+                str(d.get("fingerprint", "")),
+                str(d.get("prompt", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: malformed calibration file ({exc})") from None
@@ -134,6 +150,8 @@ def fit_calibration(
     layer: int,
     l2: float = 100.0,
     note: str = "",
+    fingerprint: str = "",
+    prompt: str = "",
 ) -> JudgeCalibration:
     """Fit the probe on all items (standardised features) and the combination weights on its
     out-of-fold logits, so the combination does not trust an over-fitted probe."""
@@ -142,4 +160,11 @@ def fit_calibration(
     w, b = fit_logistic((pooled - mean) / scale, y, l2=l2)
     oof = cv_probe(pooled, y, folds, l2)
     cw, cb = fit_logistic(np.column_stack([oof, logit(prompted)]), y, l2=1e-3)
-    return JudgeCalibration(model, layer, mean, scale, w, b, (float(cw[0]), float(cw[1]), cb), note)
+    return JudgeCalibration(
+        model, layer, mean, scale, w, b, (float(cw[0]), float(cw[1]), cb), note, fingerprint, prompt
+    )
+
+
+def prompt_hash(system: str, prompt: str, answers: tuple[str, ...]) -> str:
+    """Identifies a judge prompt (a calibration only fits the prompt it was fitted with)."""
+    return hashlib.sha256(json.dumps([system, prompt, list(answers)]).encode()).hexdigest()[:16]

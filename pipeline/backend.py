@@ -43,6 +43,11 @@ class ModelBackend(Protocol):
         ...
 
     @property
+    def fingerprint(self) -> str:
+        """A short hash that identifies the model's weights."""
+        ...
+
+    @property
     def supports_images(self) -> bool:
         """Whether :meth:`describe` works (a vision-language model)."""
         ...

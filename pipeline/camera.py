@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pipeline.alerts import AlertMachine
-from pipeline.judge import Judge
+from pipeline.judge import Judge, Smoother
 from pipeline.motion import MotionGate
 from pipeline.queues import QueueClosed, ThreadToAsyncQueue
 from pipeline.records import Description, Event, Frame, Record, WindowScore
@@ -34,6 +34,8 @@ class CameraSettings:
     context: str | None = None
     judge_template: str | None = None
     snapshot_quality: int = 85
+    smoothing: float = 1.0
+    """EMA weight of the newest window score (1: none)."""
 
 
 @dataclass(slots=True)
@@ -104,6 +106,7 @@ class CameraPipeline:
         self.emit = emit
         self.counters = CameraCounters()
         self._seq = 0
+        self._smoother = Smoother(settings.smoothing)
 
     @property
     def camera(self) -> str:
@@ -196,6 +199,7 @@ class CameraPipeline:
                 log.error("camera %r: judging a window failed: %s", self.camera, score)
                 continue
             self._seq += 1
+            raw, score = score, self._smoother.update(score)
             ws = WindowScore(
                 camera=self.camera,
                 seq=self._seq,
@@ -205,6 +209,7 @@ class CameraPipeline:
                 score=score,
                 descriptions=tuple(d.text for d, _ in window),
                 frame_indices=tuple(d.frame_index for d, _ in window),
+                raw_score=raw if self.settings.smoothing < 1 else None,
             )
             self.counters.windows += 1
             self.counters.last_score = score

@@ -146,6 +146,7 @@ class TransformersBackend:
         self.use_chat_template = has_template and chat_template != "never"
         self._answer_ids: dict[tuple[str, ...], list[list[int]]] = {}
         self._prefixes: dict[str, tuple[int, Any]] = {}
+        self._fingerprint: str | None = None
         self._eos = self._eos_ids()
         log.info(
             "loaded %s (%s, %s on %s) in %.1f s",
@@ -163,6 +164,19 @@ class TransformersBackend:
     @property
     def supports_images(self) -> bool:
         return self._vision
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the architecture's sizes and the first rows of the input embeddings."""
+        if self._fingerprint is None:
+            import hashlib
+
+            cfg = self.model.config.get_text_config()
+            emb = self.model.get_input_embeddings().weight[:16].detach().float().cpu().numpy()
+            h = hashlib.sha256(f"{cfg.hidden_size}/{cfg.num_hidden_layers}/{cfg.vocab_size}".encode())
+            h.update(np.ascontiguousarray(emb).tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def _eos_ids(self) -> list[int]:
         ids: set[int] = set()

@@ -83,6 +83,21 @@ def expected_score(probs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(np.clip((probs @ values) / np.where(total > 0, total, 1.0), 0.0, 1.0), dtype=np.float64)
 
 
+class Smoother:
+    """Causal exponential moving average of one camera's window scores: ``alpha`` weighs the newest
+    (1 = no smoothing). A live monitor cannot look ahead, so nothing centred."""
+
+    def __init__(self, alpha: float) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        self.alpha = alpha
+        self.value: float | None = None
+
+    def update(self, score: float) -> float:
+        self.value = score if self.value is None else self.alpha * score + (1 - self.alpha) * self.value
+        return self.value
+
+
 class Calibration(Protocol):
     """A fitted correction of the prompted score from the judge's hidden states (see monitor.probe)."""
 
@@ -130,7 +145,7 @@ class Judge:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         try:
-            layers = (self.calibration.layer,) if self.calibration is not None else ()
+            layers = (self.calibration.layer,) if self.calibration is not None and template is None else ()
             probs, pooled = await self.worker.judge_pass(prompt, self.settings.answers, layers)
         except BaseException as exc:
             if self._cache.get(prompt) is fut:
@@ -142,7 +157,7 @@ class Judge:
                 fut.exception()  # retrieved here; other waiters get it too
             raise
         value = float(expected_score(probs)[0])
-        if self.calibration is not None:
+        if self.calibration is not None and template is None:  # fitted on the default prompt only
             value = float(self.calibration.score(pooled[self.calibration.layer][None, :], np.array([value]))[0])
         fut.set_result(value)
         return value

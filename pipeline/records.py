@@ -54,6 +54,8 @@ class WindowScore:
     score: float
     descriptions: tuple[str, ...]
     frame_indices: tuple[int, ...]
+    raw_score: float | None = None
+    """The judge's own score before smoothing over time (None when not smoothed)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,12 @@ def test_calibrate_then_run_with_the_calibration(tmp_path: Path, judge_270m: Pat
     )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("prompted judge:   roc_auc=") and lines[1].startswith("with calibration: roc_auc=")
+    assert [ln.split(":")[0] for ln in lines[:3]] == [
+        "prompted judge",
+        "with calibration",
+        "calibrated, smoothed (0.5)",
+    ]
+    assert all(" roc_auc=" in ln for ln in lines[:3])
     assert f'calibration = "{out}"' in r.stdout
     cal = JudgeCalibration.load(out)
     assert cal.layer == 6 and cal.mean.shape == (640,)

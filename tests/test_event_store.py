@@ -47,7 +47,7 @@ def test_history_survives_and_lists(history: Path, capsys: pytest.CaptureFixture
     store = EventStore(history, readonly=True)
     (ev,) = store.events()
     assert ev.camera == "door" and ev.end is not None and ev.explanation == "something alarming happened"
-    assert ev.has_snapshot and ev.peak_score > 0.99
+    assert ev.has_snapshot and ev.peak_score > 0.98  # the smoothed score
     assert len(store.scores(since=0)) == 11
     assert len(store.descriptions("door", 0, time.time() + 1)) == 12
     store.close()

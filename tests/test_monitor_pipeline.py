@@ -42,11 +42,18 @@ async def test_describes_judges_and_raises_an_event(tmp_path: Path) -> None:
     assert sink.opened and sink.closed and not summary.stopped and not summary.failed
     assert [d.frame_index for d in sink.descriptions] == list(range(0, 60, 5))
     assert [s.seq for s in sink.scores] == list(range(1, 12))
-    assert all(s.score < 0.01 for s in sink.scores[:5]) and sink.scores[-1].score > 0.99
+    raw = [s.raw_score for s in sink.scores]
+    assert all(r is not None and r < 0.01 for r in raw[:5]) and raw[-1] is not None and raw[-1] > 0.99
+    smoothed = None  # the default causal moving average, alpha 0.5
+    for s in sink.scores:
+        assert s.raw_score is not None
+        smoothed = s.raw_score if smoothed is None else 0.5 * s.raw_score + 0.5 * smoothed
+        assert s.score == pytest.approx(smoothed)
     types = [e.type for e in sink.events]
     assert types[0] == "new" and types[-1] == "end" and "update" in types
     new = sink.events[0].after
-    assert new.start_time == pytest.approx(2.5) and new.snapshot and new.snapshot[:2] == b"\xff\xd8"
+    # raw scores cross 0.6 with the window [2.5, 3.0]; smoothed, one window later
+    assert new.start_time == pytest.approx(3.0) and new.snapshot and new.snapshot[:2] == b"\xff\xd8"
     explained = [e for e in sink.events if e.after.explanation]
     assert explained and explained[0].after.explanation == "something alarming happened"
     (cs,) = summary.cameras

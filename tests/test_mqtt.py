@@ -122,7 +122,7 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
     scores = [m.json() for m in sub.on(f"{pfx}/door/score")]
     assert len(scores) == 11
     assert set(scores[0]) >= {"camera", "start_time", "end_time", "score", "descriptions"}
-    assert scores[-1]["score"] > 0.99 and scores[0]["camera"] == "door"
+    assert scores[-1]["raw_score"] > 0.99 and scores[-1]["score"] > 0.9 and scores[0]["camera"] == "door"
     # events: new, update(s), end, each with before/after
     events = [m.json() for m in sub.on(f"{pfx}/events")]
     assert events[0]["type"] == "new" and events[-1]["type"] == "end"

@@ -32,6 +32,10 @@ class FakeBackend:
     def supports_images(self) -> bool:
         return True
 
+    @property
+    def fingerprint(self) -> str:
+        return "fake"
+
     def _work(self, kind: str, n: int) -> None:
         with self._lock:
             self.batches.append((kind, n))
