@@ -64,6 +64,7 @@ class MqttSink:
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self._rng = random.Random()
 
     @property
@@ -93,7 +94,10 @@ class MqttSink:
             await self._publish_state(self.topics.status_message(record))
 
     async def close(self) -> None:
-        """Deliver what can be delivered within ``flush_timeout_s``, say offline, disconnect."""
+        """Deliver what can be delivered within ``flush_timeout_s``, say offline, disconnect (once)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             if self.connected.is_set() and self.pending:
                 with contextlib.suppress(TimeoutError):
@@ -107,8 +111,9 @@ class MqttSink:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
             if self._outbox is not None:
-                await self._in_db(self._outbox.close)
-            self._db.shutdown(wait=True)
+                outbox, self._outbox = self._outbox, None
+                await self._in_db(outbox.close)
+            self._db.shutdown(wait=False)
             if self.pending:
                 log.warning("MQTT: %d alert messages stay in %s for the next start", self.pending, self.cfg.outbox)
 

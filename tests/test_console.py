@@ -146,7 +146,7 @@ def window_with_feeder(qtbot, port: int, prefix: str) -> tuple[ConsoleWindow, Mq
     return win, feeder
 
 
-def publish_with_sink(port: int, prefix: str, tmp: Path, records: list) -> None:
+def publish_with_sink(port: int, prefix: str, tmp: Path, records: list) -> threading.Thread:
     """Publish records through the monitor's real MQTT sink (on an event loop of its own)."""
 
     async def go() -> None:
@@ -166,7 +166,9 @@ def publish_with_sink(port: int, prefix: str, tmp: Path, records: list) -> None:
             await sink.handle(r)
         await sink.close()
 
-    threading.Thread(target=asyncio.run, args=(go(),)).start()
+    thread = threading.Thread(target=asyncio.run, args=(go(),))
+    thread.start()
+    return thread
 
 
 def test_console_over_real_mqtt(qtbot, tmp_path: Path) -> None:
@@ -197,7 +199,7 @@ def test_console_over_real_mqtt(qtbot, tmp_path: Path) -> None:
         )
         records += [EventChange("new", None, ev)]
         records += [EventChange("update", ev, Event(**{**_fields(ev), "explanation": "Someone is breaking in."}))]
-        publish_with_sink(broker.port, "cons", tmp_path, records)
+        publisher = publish_with_sink(broker.port, "cons", tmp_path, records)
         qtbot.waitUntil(
             lambda: win.event_list.count() == 1 and len(win.panels) == 3 and len(win.panels["garage"].series) == 30,
             timeout=15_000,
@@ -225,13 +227,16 @@ def test_console_over_real_mqtt(qtbot, tmp_path: Path) -> None:
         assert "disconnected" in win.link_label.text()
         broker.start()
         qtbot.waitUntil(lambda: win.link.connected, timeout=15_000)
-        publish_with_sink(
+        publisher.join(15)
+        publisher = publish_with_sink(
             broker.port,
             "cons",
             tmp_path,
             [WindowScore("front", 99, 0, 1, time.time(), 0.42, ("after the restart",), (1,))],
         )
         qtbot.waitUntil(lambda: win.panels["front"].description.text() == "after the restart", timeout=10_000)
+        publisher.join(15)
+        assert not publisher.is_alive()
     finally:
         feeder.stop()
         broker.stop()
