@@ -22,7 +22,12 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.common import ROOT
-from monitor.config import DEFAULT_JUDGE_PROMPT, DEFAULT_JUDGE_SYSTEM
+from monitor.config import (
+    DEFAULT_JUDGE_PROMPT,
+    DEFAULT_JUDGE_SYSTEM,
+    JUDGE_EXAMPLES_BASIC,
+    JUDGE_TARGET,
+)
 from monitor.eval_judge import Labelled, read_labelled, report, window_texts
 from monitor.probe import cv_probe, group_folds
 from pipeline.hf_backend import TransformersBackend
@@ -37,84 +42,7 @@ QUESTIONS = (
     "Is anyone behaving in a dangerous or suspicious way?",
 )
 ZS_SYSTEM = "You review what a security camera saw."
-TARGET = "{context}Report: {descriptions}\nAnomaly:"
-SIX_EXAMPLES = """Report: A woman walks her dog along the sidewalk.
-Anomaly: no
-
-Report: A man breaks the car window with a rock and takes a bag from the seat.
-Anomaly: yes
-
-Report: Customers wait in line at the counter and pay for their items.
-Anomaly: no
-
-Report: Two men punch and kick each other in the parking lot until one falls down.
-Anomaly: yes
-
-Report: A car drives slowly down the street and parks.
-Anomaly: no
-
-Report: Flames and thick smoke come out of the building's windows.
-Anomaly: yes
-
-"""
-EXTRA_EXAMPLES = """Report: A man in a red shirt walks into the store and looks at the shelves.
-Anomaly: no
-
-Report: A police car drives past the building with its lights on.
-Anomaly: no
-
-Report: A man points a gun at the cashier and takes money from the register.
-Anomaly: yes
-
-Report: Two cars collide at the crossing and one of them overturns.
-Anomaly: yes
-
-Report: People sit on a bench and talk while children play nearby.
-Anomaly: no
-
-Report: A man climbs over the fence at night and tries to open the back door with a tool.
-Anomaly: yes
-
-"""
-
-
-MANY_EXAMPLES = """Report: A woman walks her dog along the sidewalk.
-Anomaly: no
-
-Report: A man breaks the car window with a rock and takes a bag from the seat.
-Anomaly: yes
-
-Report: Customers wait in line at the counter and pay for their items.
-Anomaly: no
-
-Report: Two men punch and kick each other in the parking lot until one falls down.
-Anomaly: yes
-
-Report: A car drives slowly down the street and parks.
-Anomaly: no
-
-Report: Flames and thick smoke come out of the building's windows.
-Anomaly: yes
-
-Report: A man in a red shirt walks into the store and looks at the shelves.
-Anomaly: no
-
-Report: A man points a gun at the cashier and takes money from the register.
-Anomaly: yes
-
-Report: A police officer talks with a driver next to a parked car.
-Anomaly: no
-
-Report: Two cars collide at the crossing and one of them overturns.
-Anomaly: yes
-
-Report: People sit on a bench and talk while children play nearby.
-Anomaly: no
-
-Report: A man climbs over the fence at night and tries to open the back door with a tool.
-Anomaly: yes
-
-Report: A worker carries boxes from the truck into the warehouse.
+TWELVE_MORE = """Report: A worker carries boxes from the truck into the warehouse.
 Anomaly: no
 
 Report: A woman puts a bottle from the shelf into her bag and leaves without paying.
@@ -151,12 +79,13 @@ Report: A man fires a gun at people on the street, who fall down.
 Anomaly: yes
 
 """
+"""Twelve further examples, for the 24-example variant."""
 
 
 def variants() -> dict[str, tuple[JudgeSettings, int]]:
     """name -> (settings, window)."""
     digits = tuple(str(d) for d in range(10))
-    few = JudgeSettings(DEFAULT_JUDGE_SYSTEM, SIX_EXAMPLES + TARGET, ("no", "yes"), "{descriptions}")
+    few = JudgeSettings(DEFAULT_JUDGE_SYSTEM, JUDGE_EXAMPLES_BASIC + JUDGE_TARGET, ("no", "yes"), "{descriptions}")
     out = {
         "zero-shot 0-9 rating, expected value": (
             JudgeSettings(
@@ -186,7 +115,7 @@ def variants() -> dict[str, tuple[JudgeSettings, int]]:
         "few-shot yes/no (24 examples)": (
             JudgeSettings(
                 DEFAULT_JUDGE_SYSTEM,
-                MANY_EXAMPLES + TARGET,
+                DEFAULT_JUDGE_PROMPT.removesuffix(JUDGE_TARGET) + TWELVE_MORE + JUDGE_TARGET,
                 ("no", "yes"),
                 "{descriptions}",
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from pipeline.redaction import redact_url
 
 if TYPE_CHECKING:
     from monitor.app import RunSummary
+    from sinks.event_store import EventStore
 
 log = logging.getLogger("monitor")
 
@@ -243,48 +245,40 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _history(args: argparse.Namespace) -> Path:
-    return Path(args.db) if args.db else _load_config(args.config).store.path
+def _open_history(args: argparse.Namespace) -> EventStore:
+    """The event store of ``--db`` or of the configuration, read-only; FileNotFoundError if there is none."""
+    from sinks.event_store import EventStore
+
+    return EventStore(Path(args.db) if args.db else _load_config(args.config).store.path, readonly=True)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
     from monitor.history import parse_time, render
-    from sinks.event_store import EventStore
 
     try:
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None
-    except ValueError as exc:
+        store = _open_history(args)
+    except (ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
-    path = _history(args)
-    try:
-        store = EventStore(path, readonly=True)
-    except FileNotFoundError as exc:
-        return _fail(str(exc))
-    try:
+    with contextlib.closing(store):
         print(render(store.events(camera=args.camera, since=since, until=until), args.format))
-    finally:
-        store.close()
     return EXIT_OK
 
 
 def cmd_event_show(args: argparse.Namespace) -> int:
     from monitor.history import show
-    from sinks.event_store import EventStore
 
-    path = _history(args)
     try:
-        store = EventStore(path, readonly=True)
+        store = _open_history(args)
     except FileNotFoundError as exc:
         return _fail(str(exc))
-    try:
+    with contextlib.closing(store):
         event = store.event(args.id)
         if event is None:
-            return _fail(f"no event {args.id!r} in {path} (or the prefix is not unique)", EXIT_FAILED)
+            return _fail(f"no event {args.id!r} in {store.path} (or the prefix is not unique)", EXIT_FAILED)
         target = Path(args.snapshot) if args.snapshot else Path(f"{event.id}.jpg")
         print(show(store, event, target))
-    finally:
-        store.close()
     return EXIT_OK
 
 

@@ -39,31 +39,27 @@ def roc_auc(labels: Array, scores: Array) -> float:
     return float((ranks[y].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
 
 
-def average_precision(labels: Array, scores: Array) -> float:
-    """Step-wise average precision, as ``sklearn.metrics.average_precision_score``."""
+def _pr_points(labels: Array, scores: Array) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Precision and recall at each distinct threshold, highest threshold first."""
     y, s = _check(labels, scores)
     order = np.argsort(-s, kind="mergesort")
     s_sorted, y_sorted = s[order], y[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(s_sorted)), s.size - 1]
     tps = np.cumsum(y_sorted)[last_of_tie]
     fps = last_of_tie + 1 - tps
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
+    return tps / (tps + fps), tps / tps[-1]
+
+
+def average_precision(labels: Array, scores: Array) -> float:
+    """Step-wise average precision, as ``sklearn.metrics.average_precision_score``."""
+    precision, recall = _pr_points(labels, scores)
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def precision_recall_curve(labels: Array, scores: Array) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Precision and recall at every distinct threshold, as ``sklearn.metrics.precision_recall_curve``:
-    recall decreasing, ending with the point (recall 0, precision 1)."""
-    y, s = _check(labels, scores)
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s_sorted)), s.size - 1]
-    tps = np.cumsum(y_sorted)[last_of_tie]
-    fps = last_of_tie + 1 - tps
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    # lowest threshold first, then the end point (recall 0, precision 1)
+    lowest threshold first, ending with the point (recall 0, precision 1)."""
+    precision, recall = _pr_points(labels, scores)
     return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0]
 
 

