@@ -24,11 +24,12 @@ from pathlib import Path
 
 import av
 
-from benchmarks.common import PEOPLE, ROOT
-from monitor.batch import plan_jobs, run_batch
+from benchmarks.common import PEOPLE, ROOT, describe_now, generate_now
 from monitor.config import validate
-from pipeline.backend import ChatPrompt
-from pipeline.hf_backend import TransformersBackend
+from monitor.models import batching_engine
+from monitor.offline.batch import plan_jobs, run_batch
+from pipeline.engines.transformers import TransformersModel
+from pipeline.inference import ChatPrompt
 
 
 def cut(src: Path, out_dir: Path, n: int, seconds: float) -> list[Path]:
@@ -62,9 +63,7 @@ def cut(src: Path, out_dir: Path, n: int, seconds: float) -> list[Path]:
     return paths
 
 
-def llmvad_way(
-    paths: list[Path], vlm: TransformersBackend, judge: TransformersBackend, prompt: str, tokens: int
-) -> float:
+def llmvad_way(paths: list[Path], vlm: TransformersModel, judge: TransformersModel, prompt: str, tokens: int) -> float:
     t0 = time.perf_counter()
     for path in paths:
         descriptions = []
@@ -72,11 +71,14 @@ def llmvad_way(
             for i, frame in enumerate(c.decode(video=0)):
                 image = frame.to_ndarray(format="rgb24")  # every frame decoded and converted, as with OpenCV
                 if i % 10 == 0:
-                    descriptions.append(vlm.describe([image], [prompt], tokens)[0])
+                    descriptions.append(describe_now(vlm, [image], prompt, tokens)[0])
         for a in range(0, max(1, len(descriptions) - 2), 2):
             chunk = " ".join(descriptions[a : a + 3])
-            summary = judge.generate([ChatPrompt("", f"Summarise these observations:\n{chunk}\nSummary:")], tokens)[0]
-            answer = judge.generate(
+            summary = generate_now(
+                judge, [ChatPrompt("", f"Summarise these observations:\n{chunk}\nSummary:")], tokens
+            )[0]
+            answer = generate_now(
+                judge,
                 [
                     ChatPrompt(
                         "",
@@ -103,7 +105,7 @@ def main() -> None:
         with av.open(str(p)) as c:
             footage += float(c.duration or 0) / 1e6
     vlm_dir, judge_dir = ROOT / ".models" / "tiny-gemma3-vlm", ROOT / ".models" / "gemma3-270m"
-    vlm, judge = TransformersBackend(str(vlm_dir)), TransformersBackend(str(judge_dir))
+    vlm, judge = TransformersModel(str(vlm_dir)), TransformersModel(str(judge_dir))
     cfg = validate(
         {
             "model": {"id": str(vlm_dir), "max_new_tokens": args.tokens, "max_batch": 8},
@@ -115,7 +117,7 @@ def main() -> None:
     print(f"{len(clips)} clips, {footage:.0f} s of footage; {args.tokens} new tokens per description")
     t0 = time.perf_counter()
     summary = asyncio.run(
-        run_batch(cfg, plan_jobs(tmp / "videos", tmp / "out"), describer=vlm, judge=judge, parallel=4)
+        run_batch(cfg, plan_jobs(tmp / "videos", tmp / "out"), models=batching_engine(cfg, vlm, judge), parallel=4)
     )
     t_batch = time.perf_counter() - t0
     assert not summary.failed and len(summary.outcomes) == len(clips)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from pipeline.engines.batching import BatchModel
+from pipeline.inference import ChatPrompt, DescribeRequest, ExplainRequest, ScoreRequest, ScoreResult
 from pipeline.queues import Backpressure, QueueClosed, ThreadToAsyncQueue
 from pipeline.records import Frame
-from pipeline.sampling import FrameSampler
+from pipeline.sampling import FrameSampler, SamplingSettings
 from pipeline.sources import SourceSettings, VideoSource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,9 +27,10 @@ def decode_sampled(path: Path, every_n_frames: int, image_max_side: int = 896) -
             maxsize=64, policy=Backpressure.WAIT, loop=asyncio.get_running_loop()
         )
         src = VideoSource(
-            SourceSettings(camera="bench", url=str(path), live=False, image_max_side=image_max_side),
-            sampler=FrameSampler(every_n_frames=every_n_frames),
+            SourceSettings(name="bench", url=str(path), live=False),
+            sampler=FrameSampler(SamplingSettings(every_n_frames=every_n_frames)),
             queue=q,
+            image_max_side=image_max_side,
         )
         src.start()
         frames = []
@@ -37,3 +43,28 @@ def decode_sampled(path: Path, every_n_frames: int, image_max_side: int = 896) -
         return frames, src
 
     return asyncio.run(run())
+
+
+# Direct calls of a model, on the calling thread (preparation included): the LLMVAD way of working, and
+# the bare model that the pipeline is compared with.
+
+
+def describe_now(model: BatchModel, images: Sequence[np.ndarray], prompt: str, max_new_tokens: int) -> list[str]:
+    batch = [model.prepare(DescribeRequest(im, prompt, max_new_tokens)) for im in images]
+    return [r.text for r in model.describe(batch, max_new_tokens)]
+
+
+def score_now(
+    model: BatchModel, prompts: Sequence[ChatPrompt], answers: Sequence[str], layers: Sequence[int] = ()
+) -> list[ScoreResult]:
+    batch = [model.prepare(ScoreRequest(p, tuple(answers), tuple(layers))) for p in prompts]
+    return model.score(batch, answers, layers)
+
+
+def probs_now(model: BatchModel, prompts: Sequence[ChatPrompt], answers: Sequence[str]) -> np.ndarray:
+    return np.stack([r.probs for r in score_now(model, prompts, answers)])
+
+
+def generate_now(model: BatchModel, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:
+    batch = [model.prepare(ExplainRequest(p, max_new_tokens)) for p in prompts]
+    return [r.text for r in model.explain(batch, max_new_tokens)]

@@ -21,17 +21,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import ROOT
-from monitor.config import (
-    DEFAULT_JUDGE_PROMPT,
-    DEFAULT_JUDGE_SYSTEM,
-    JUDGE_EXAMPLES_BASIC,
-    JUDGE_TARGET,
-)
-from monitor.eval_judge import Labelled, read_labelled, report, window_texts
-from monitor.probe import cv_probe, group_folds
-from pipeline.hf_backend import TransformersBackend
+from benchmarks.common import ROOT, score_now
+from monitor.offline.calibrate import cv_probe, group_folds
+from monitor.offline.judge_eval import Labelled, read_labelled, report, window_texts
+from pipeline.engines.transformers import TransformersModel
 from pipeline.judge import JudgeSettings, expected_score, judge_prompt
+from pipeline.prompts import DEFAULT_JUDGE_PROMPT, DEFAULT_JUDGE_SYSTEM, JUDGE_EXAMPLES_BASIC, JUDGE_TARGET
 
 F = npt.NDArray[np.float64]
 LAYERS = (6, 9, 12, 15, 18)
@@ -82,42 +77,43 @@ Anomaly: yes
 """Twelve further examples, for the 24-example variant."""
 
 
+def settings(system: str, prompt: str, answers: tuple[str, ...]) -> JudgeSettings:
+    return JudgeSettings(system=system, prompt=prompt, answers=answers, explain_prompt="{descriptions}")
+
+
 def variants() -> dict[str, tuple[JudgeSettings, int]]:
     """name -> (settings, window)."""
     digits = tuple(str(d) for d in range(10))
-    few = JudgeSettings(DEFAULT_JUDGE_SYSTEM, JUDGE_EXAMPLES_BASIC + JUDGE_TARGET, ("no", "yes"), "{descriptions}")
+    few = settings(DEFAULT_JUDGE_SYSTEM, JUDGE_EXAMPLES_BASIC + JUDGE_TARGET, ("no", "yes"))
     out = {
         "zero-shot 0-9 rating, expected value": (
-            JudgeSettings(
+            settings(
                 ZS_SYSTEM,
                 "Report: {descriptions}\nHow anomalous is this (crime, violence, accident, fire) on a scale "
                 "from 0 (normal) to 9 (emergency)?\nRating: ",
                 digits,
-                "{descriptions}",
             ),
             1,
         ),
         "zero-shot yes/no question": (
-            JudgeSettings(
+            settings(
                 ZS_SYSTEM,
                 "Report: {descriptions}\nQuestion: Does this report describe an anomaly such as a crime, "
                 "violence, an accident or a fire? Answer yes or no.\nAnswer:",
                 ("no", "yes"),
-                "{descriptions}",
             ),
             1,
         ),
         "few-shot yes/no (6 examples)": (few, 1),
         "few-shot yes/no (12 examples; the default prompt)": (
-            JudgeSettings(DEFAULT_JUDGE_SYSTEM, DEFAULT_JUDGE_PROMPT, ("no", "yes"), "{descriptions}"),
+            settings(DEFAULT_JUDGE_SYSTEM, DEFAULT_JUDGE_PROMPT, ("no", "yes")),
             1,
         ),
         "few-shot yes/no (24 examples)": (
-            JudgeSettings(
+            settings(
                 DEFAULT_JUDGE_SYSTEM,
                 DEFAULT_JUDGE_PROMPT.removesuffix(JUDGE_TARGET) + TWELVE_MORE + JUDGE_TARGET,
                 ("no", "yes"),
-                "{descriptions}",
             ),
             1,
         ),
@@ -126,11 +122,10 @@ def variants() -> dict[str, tuple[JudgeSettings, int]]:
     }
     for i, q in enumerate(QUESTIONS):
         out[f"question {i + 1}"] = (
-            JudgeSettings(
+            settings(
                 ZS_SYSTEM,
                 "Report: {descriptions}\nQuestion: " + q + " Answer yes or no.\nAnswer:",
                 ("no", "yes"),
-                "{descriptions}",
             ),
             1,
         )
@@ -138,16 +133,16 @@ def variants() -> dict[str, tuple[JudgeSettings, int]]:
 
 
 def run_variant(
-    backend: TransformersBackend, items: list[Labelled], s: JudgeSettings, window: int, layers: tuple[int, ...] = ()
+    backend: TransformersModel, items: list[Labelled], s: JudgeSettings, window: int, layers: tuple[int, ...] = ()
 ) -> tuple[F, dict[int, npt.NDArray[np.float32]]]:
     prompts = [judge_prompt(s, texts) for texts in window_texts(items, window)]
     scores = np.empty(len(items))
     pooled: dict[int, list[npt.NDArray[np.float32]]] = {layer: [] for layer in layers}
     for a in range(0, len(prompts), 8):
-        out = backend.judge_pass(prompts[a : a + 8], s.answers, layers)
-        scores[a : a + 8] = expected_score(out.probs)
+        out = score_now(backend, prompts[a : a + 8], s.answers, layers)
+        scores[a : a + 8] = expected_score(np.stack([r.probs for r in out]))
         for layer in layers:
-            pooled[layer].append(out.pooled[layer])
+            pooled[layer].append(np.stack([r.pooled[layer] for r in out]))
     return scores, {layer: np.concatenate(v) for layer, v in pooled.items()}
 
 
@@ -175,7 +170,7 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     items = read_labelled(args.data)
     y = np.array([it.label for it in items], dtype=bool)
-    backend = TransformersBackend(args.model)
+    backend = TransformersModel(args.model)
     results: dict[str, F] = {}
     pooled_of: dict[str, dict[int, npt.NDArray[np.float32]]] = {}
 

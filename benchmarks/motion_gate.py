@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmarks.common import PEOPLE, decode_sampled
 from pipeline.motion import MotionGate
+from pipeline.sampling import SamplingSettings
 
 
 def main() -> None:
@@ -41,7 +42,9 @@ def main() -> None:
         )
     print(f"{'threshold':>9}  {'model calls':>11}  {'saved':>6}")
     for threshold in (0.005, 0.01, 0.02, 0.03, 0.05):
-        gate = MotionGate(threshold=threshold, max_reuse_s=args.max_reuse)
+        gate = MotionGate(
+            SamplingSettings(motion_gate=True, motion_threshold=threshold, motion_max_reuse_s=args.max_reuse)
+        )
         calls = sum(gate.needs_model(f.thumb, f.stream_time) for f in frames)
         print(f"{threshold:9.3f}  {calls:5d} / {len(frames):<4d}  {1 - calls / len(frames):6.1%}")
 

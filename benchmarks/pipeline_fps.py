@@ -20,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import PEOPLE, ROOT, decode_sampled
-from monitor.app import Monitor, judge_settings
+from benchmarks.common import PEOPLE, ROOT, decode_sampled, describe_now, probs_now
 from monitor.config import validate
-from pipeline.hf_backend import TransformersBackend
+from monitor.live.monitor import Monitor
+from monitor.models import batching_engine
+from pipeline.engines.transformers import TransformersModel
 from pipeline.judge import expected_score, judge_prompt
 from pipeline.windows import SlidingWindows
 from sinks.jsonl_sink import JsonLinesSink
@@ -62,13 +63,13 @@ def main() -> None:
         },
         env=dict(os.environ),
     )
-    vlm = TransformersBackend(vlm_dir, device=args.device, dtype=args.dtype)
-    judge = TransformersBackend(judge_dir, device=args.device, dtype=args.dtype)
+    vlm = TransformersModel(vlm_dir, device=args.device, dtype=args.dtype)
+    judge = TransformersModel(judge_dir, device=args.device, dtype=args.dtype)
     frames, _ = decode_sampled(args.video, args.every, cfg.model.image_max_side)
     if args.limit:
         frames = frames[: args.limit]
     n = len(frames)
-    prompt, mnt, js = cfg.model.prompt, cfg.model.max_new_tokens, judge_settings(cfg)
+    prompt, mnt, js = cfg.model.prompt, cfg.model.max_new_tokens, cfg.judge
     print(f"{n} sampled frames of {args.video.name} (every {args.every}th); VLM {vlm_dir}; judge {judge_dir}")
     print(
         f"device {vlm.device}, dtype {vlm.dtype}, batch {args.batch}, max_new_tokens {mnt}, torch threads "
@@ -76,20 +77,20 @@ def main() -> None:
     )
 
     def windows_of(texts: list[str]) -> list[tuple[str, ...]]:
-        w = SlidingWindows[str](size=cfg.windows.size, stride=cfg.windows.stride)
+        w = SlidingWindows[str](cfg.windows)
         out = [win for t in texts if (win := w.add(t)) is not None]
         tail = w.flush()
         return [*out, tail] if tail else out
 
     # warm-up (first calls allocate)
-    vlm.describe([frames[0].image], [prompt], 4)
-    judge.answer_probs([judge_prompt(js, ["warm"])], js.answers)
+    describe_now(vlm, [frames[0].image], prompt, 4)
+    probs_now(judge, [judge_prompt(js, ["warm"])], js.answers)
 
     def llmvad() -> float:
         t0 = time.perf_counter()
-        texts = [vlm.describe([f.image], [prompt], mnt)[0] for f in frames]
+        texts = [describe_now(vlm, [f.image], prompt, mnt)[0] for f in frames]
         for win in windows_of(texts):
-            expected_score(judge.answer_probs([judge_prompt(js, win)], js.answers))
+            expected_score(probs_now(judge, [judge_prompt(js, win)], js.answers))
         return time.perf_counter() - t0
 
     def bare() -> float:
@@ -97,17 +98,18 @@ def main() -> None:
         texts: list[str] = []
         for a in range(0, n, args.batch):
             chunk = frames[a : a + args.batch]
-            texts += vlm.describe([f.image for f in chunk], [prompt] * len(chunk), mnt)
+            texts += describe_now(vlm, [f.image for f in chunk], prompt, mnt)
         wins = windows_of(texts)
         for a in range(0, len(wins), args.batch):
-            judge.answer_probs([judge_prompt(js, w) for w in wins[a : a + args.batch]], js.answers)
+            probs_now(judge, [judge_prompt(js, w) for w in wins[a : a + args.batch]], js.answers)
         return time.perf_counter() - t0
 
     def pipeline(cache_size: int) -> float:
-        run_cfg = cfg.model_copy(update={"judge": cfg.judge.model_copy(update={"cache_size": cache_size})})
+        run_cfg = cfg.replace(judge=cfg.judge.model_copy(update={"cache_size": cache_size}))
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            mon = Monitor(run_cfg, describer=vlm, judge=judge, sinks=[JsonLinesSink(Path(tmp))])
+            models = batching_engine(run_cfg, vlm, judge)
+            mon = Monitor(run_cfg, models=models, sinks=[JsonLinesSink(Path(tmp))])
             summary = asyncio.run(mon.run())
             assert summary.cameras[0].frames_sampled == n_pipe
             return time.perf_counter() - t0

@@ -1,28 +1,39 @@
-"""The streaming core: sources, queues, sampling, gating, inference, windows, judge and alerts."""
+"""The streaming core: sources, queues, sampling, gating, the inference interface, windows, judge and alerts."""
 
-from pipeline.alerts import AlertMachine, AlertSettings
-from pipeline.backend import ChatPrompt, ModelBackend, ModelLoadError
+from pipeline.inference import (
+    ChatPrompt,
+    DescribeRequest,
+    DescribeResult,
+    ExplainRequest,
+    ExplainResult,
+    ModelClient,
+    ModelInfo,
+    ModelLoadError,
+    ScoreRequest,
+    ScoreResult,
+)
 from pipeline.queues import Backpressure, QueueClosed, ThreadToAsyncQueue
 from pipeline.records import CameraStatus, Description, Event, EventChange, Frame, Record, WindowScore
-from pipeline.sampling import FrameSampler
-from pipeline.worker import InferenceWorker
 
 __all__ = [
-    "AlertMachine",
-    "AlertSettings",
     "Backpressure",
     "CameraStatus",
     "ChatPrompt",
+    "DescribeRequest",
+    "DescribeResult",
     "Description",
     "Event",
     "EventChange",
+    "ExplainRequest",
+    "ExplainResult",
     "Frame",
-    "FrameSampler",
-    "InferenceWorker",
-    "ModelBackend",
+    "ModelClient",
+    "ModelInfo",
     "ModelLoadError",
     "QueueClosed",
     "Record",
+    "ScoreRequest",
+    "ScoreResult",
     "ThreadToAsyncQueue",
     "WindowScore",
 ]

@@ -8,25 +8,27 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from pydantic import Field, model_validator
+
 from pipeline.records import Event, EventChange, WindowScore
+from pipeline.settings import Settings
 
 
-@dataclass(frozen=True, slots=True)
-class AlertSettings:
-    """Threshold with hysteresis, minimum duration and cooldown, all in seconds of stream time."""
+class AlertSettings(Settings):
+    """How window scores become events (``[alerting]``, overridable per camera): threshold with
+    hysteresis, minimum duration and cooldown, all in seconds of stream time."""
 
-    threshold: float = 0.7
-    hysteresis: float = 0.1
-    min_duration_s: float = 0.0
-    cooldown_s: float = 30.0
+    threshold: float = Field(0.7, gt=0, le=1, title="An event starts when a window scores at least this")
+    hysteresis: float = Field(0.1, ge=0, lt=1, title="It ends when the score falls below threshold - hysteresis")
+    min_duration_s: float = Field(0.0, ge=0, title="The score must stay high this long before an event starts")
+    cooldown_s: float = Field(30.0, ge=0, title="No new event on a camera this long after its last one ended")
+    snapshot_quality: int = Field(85, ge=10, le=100, title="JPEG quality of event snapshots")
 
-    def __post_init__(self) -> None:
-        if not 0 < self.threshold <= 1:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
-        if not 0 <= self.hysteresis < self.threshold:
-            raise ValueError(f"hysteresis must be in [0, threshold), got {self.hysteresis}")
-        if self.min_duration_s < 0 or self.cooldown_s < 0:
-            raise ValueError("min_duration_s and cooldown_s must not be negative")
+    @model_validator(mode="after")
+    def _hysteresis(self) -> AlertSettings:
+        if self.hysteresis >= self.threshold:
+            raise ValueError(f"hysteresis ({self.hysteresis}) must be below threshold ({self.threshold})")
+        return self
 
 
 def new_event_id(wall_time: float) -> str:

@@ -7,35 +7,61 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pipeline.alerts import AlertMachine
-from pipeline.judge import Judge, Smoother
+from pydantic import Field, model_validator
+
+from pipeline.alerts import AlertMachine, AlertSettings
+from pipeline.inference import DescribeRequest, ModelClient
+from pipeline.judge import Judge, JudgeSettings, Smoother
 from pipeline.motion import MotionGate
+from pipeline.prompts import DEFAULT_DESCRIBE_PROMPT
 from pipeline.queues import QueueClosed, ThreadToAsyncQueue
 from pipeline.records import Description, Event, Frame, Record, WindowScore
+from pipeline.sampling import SamplingSettings
+from pipeline.settings import Settings
 from pipeline.snapshots import encode_jpeg
-from pipeline.windows import SlidingWindows
-from pipeline.worker import InferenceWorker
+from pipeline.sources import SourceSettings, is_live_url
+from pipeline.windows import SlidingWindows, WindowSettings
 
 log = logging.getLogger(__name__)
 
 WindowItem = tuple[Description, Frame]
 
 
-@dataclass(frozen=True, slots=True)
-class CameraSettings:
-    """The per-camera choices of the stage (prompts already resolved from config overrides)."""
+class DescribeSettings(Settings):
+    """How frames are described (the prompt part of ``[model]``, overridable per camera)."""
 
-    camera: str
-    describe_prompt: str
-    max_new_tokens: int
-    max_inflight: int = 8
-    context: str | None = None
-    judge_template: str | None = None
-    snapshot_quality: int = 85
-    smoothing: float = 1.0
-    """EMA weight of the newest window score (1: none)."""
+    prompt: str = Field(DEFAULT_DESCRIBE_PROMPT, min_length=1, title="Frame description prompt")
+    max_new_tokens: int = Field(64, ge=1, le=1024, title="Longest frame description, in tokens")
+
+
+class CameraSettings(SourceSettings):
+    """Everything about one camera: its source and the settings of each stage, with the camera's own
+    overrides already merged over the global sections (``[[cameras]]`` in config.toml)."""
+
+    context: str | None = Field(None, title='What the camera shows, e.g. "a parking lot"; given to the judge')
+    sampling: SamplingSettings = SamplingSettings()
+    model: DescribeSettings = DescribeSettings()
+    judge: JudgeSettings = JudgeSettings()
+    windows: WindowSettings = WindowSettings()
+    alerting: AlertSettings = AlertSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gate_default(cls, data: Any) -> Any:
+        """An unset motion gate is on for live cameras and off for files."""
+        if not isinstance(data, dict) or "url" not in data:
+            return data
+        sampling = data.get("sampling", {})
+        if isinstance(sampling, SamplingSettings):
+            sampling = sampling.model_dump(exclude_unset=True)
+        if isinstance(sampling, dict) and sampling.get("motion_gate") is None:
+            live = data.get("live")
+            if not isinstance(live, bool):
+                live = isinstance(data["url"], str) and is_live_url(data["url"])
+            data = {**data, "sampling": {**sampling, "motion_gate": live}}
+        return data
 
 
 @dataclass(slots=True)
@@ -89,28 +115,27 @@ class CameraPipeline:
         settings: CameraSettings,
         *,
         frames: ThreadToAsyncQueue[Frame],
-        describer: InferenceWorker,
+        models: ModelClient,
         judge: Judge,
-        gate: MotionGate,
-        windows: SlidingWindows[WindowItem],
-        alerts: AlertMachine,
         emit: Callable[[Record], None],
+        max_inflight: int = 8,
     ) -> None:
         self.settings = settings
         self.frames = frames
-        self.describer = describer
+        self.models = models
         self.judge = judge
-        self.gate = gate
-        self.windows = windows
-        self.alerts = alerts
         self.emit = emit
+        self.max_inflight = max_inflight
+        self.gate = MotionGate(settings.sampling)
+        self.windows = SlidingWindows[WindowItem](settings.windows)
+        self.alerts = AlertMachine(settings.name, settings.alerting)
         self.counters = CameraCounters()
         self._seq = 0
-        self._smoother = Smoother(settings.smoothing)
+        self._smoother = Smoother(settings.judge.smoothing)
 
     @property
     def camera(self) -> str:
-        return self.settings.camera
+        return self.settings.name
 
     async def run(self) -> None:
         """Process frames until the queue is closed and drained (or the task is cancelled).
@@ -119,7 +144,7 @@ class CameraPipeline:
         descriptions), ``collect`` (descriptions into windows, request scores) and ``alert`` (scores
         into events, in order).
         """
-        n = self.settings.max_inflight
+        n = self.max_inflight
         described: asyncio.Queue[_Pending | None] = asyncio.Queue(n)
         judged: asyncio.Queue[_Judging | None] = asyncio.Queue(n)
         try:
@@ -147,9 +172,10 @@ class CameraPipeline:
             await described.put(_Pending(frame, ref, reused=not fresh))
         await described.put(None)
 
-    def _describe(self, frame: Frame) -> Awaitable[str]:
-        s = self.settings
-        return self.describer.describe(frame.image, s.describe_prompt, s.max_new_tokens)
+    async def _describe(self, frame: Frame) -> str:
+        s = self.settings.model
+        result = await self.models.describe(DescribeRequest(frame.image, s.prompt, s.max_new_tokens))
+        return result.text
 
     async def _collect(
         self,
@@ -187,7 +213,7 @@ class CameraPipeline:
     def _request_score(self, window: tuple[WindowItem, ...], tg: asyncio.TaskGroup) -> _Judging:
         texts = tuple(d.text for d, _ in window)
         s = self.settings
-        task = tg.create_task(_outcome(self.judge.score(texts, s.context, s.judge_template)))
+        task = tg.create_task(_outcome(self.judge.score(s.judge, texts, s.context)))
         return _Judging(window, task)
 
     async def _alert(self, judged: asyncio.Queue[_Judging | None], tg: asyncio.TaskGroup) -> None:
@@ -209,7 +235,7 @@ class CameraPipeline:
                 score=score,
                 descriptions=tuple(d.text for d, _ in window),
                 frame_indices=tuple(d.frame_index for d, _ in window),
-                raw_score=raw if self.settings.smoothing < 1 else None,
+                raw_score=raw if self.settings.judge.smoothing < 1 else None,
             )
             self.counters.windows += 1
             self.counters.last_score = score
@@ -217,7 +243,7 @@ class CameraPipeline:
             snapshot = None
             if self.alerts.wants_snapshot(score):
                 image = window[-1][1].image
-                snapshot = await asyncio.to_thread(encode_jpeg, image, self.settings.snapshot_quality)
+                snapshot = await asyncio.to_thread(encode_jpeg, image, self.settings.alerting.snapshot_quality)
             for change in self.alerts.update(ws, snapshot):
                 self.emit(change)
                 if change.type == "new":
@@ -226,7 +252,7 @@ class CameraPipeline:
 
     async def _explain(self, event: Event) -> None:
         try:
-            text = await self.judge.explain(event.descriptions, self.settings.context)
+            text = await self.judge.explain(self.settings.judge, event.descriptions, self.settings.context)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

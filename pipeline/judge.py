@@ -3,32 +3,70 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field, field_validator
 
-from pipeline.backend import ChatPrompt
-from pipeline.worker import InferenceWorker
+from pipeline.inference import ChatPrompt, ExplainRequest, ModelClient, ScoreRequest
+from pipeline.prompts import DEFAULT_EXPLAIN_PROMPT, DEFAULT_JUDGE_PROMPT, DEFAULT_JUDGE_SYSTEM
+from pipeline.settings import Settings
 
 MAX_DESCRIPTION_CHARS = 600
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _SPACE = re.compile(r"\s+")
+PLACEHOLDERS = frozenset({"descriptions", "context"})
 
 
-@dataclass(frozen=True, slots=True)
-class JudgeSettings:
-    """The judge's prompts and answer set (see ``[judge]`` in config.toml)."""
+def check_template(template: str) -> str:
+    """A prompt template must hold ``{descriptions}`` and no placeholder but it and ``{context}``."""
+    if "{descriptions}" not in template:
+        raise ValueError("must contain the placeholder {descriptions}")
+    unknown = set(re.findall(r"{([^{}]*)}", template)) - PLACEHOLDERS
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{descriptions}} and {{context}}")
+    return template
 
-    system: str
-    prompt: str
-    answers: tuple[str, ...]
-    explain_prompt: str
-    explain_max_new_tokens: int = 48
+
+class JudgeSettings(Settings):
+    """How a window is judged and explained (the prompt part of ``[judge]``, overridable per camera)."""
+
+    system: str = Field(DEFAULT_JUDGE_SYSTEM, title="Instructions placed before the prompt")
+    prompt: str = Field(DEFAULT_JUDGE_PROMPT, title="Judge prompt; {descriptions} and {context} are filled in")
+    answers: tuple[str, ...] = Field(
+        ("no", "yes"),
+        min_length=2,
+        title="Answer words (one token each), lowest anomaly first; the score is their probability-weighted "
+        "rank in [0, 1] (with two answers: p(yes))",
+    )
+    explain_prompt: str = Field(DEFAULT_EXPLAIN_PROMPT, title="Prompt for the explanation of an alert")
+    explain_max_new_tokens: int = Field(48, ge=1, le=512)
+    smoothing: float = Field(
+        0.5, gt=0, le=1, title="Causal moving average of each camera's window scores: weight of the newest (1: off)"
+    )
+
+    @field_validator("prompt", "explain_prompt")
+    @classmethod
+    def _templates(cls, value: str) -> str:
+        return check_template(value)
+
+    @field_validator("answers")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("answers must be distinct")
+        return value
+
+    @property
+    def prompt_hash(self) -> str:
+        """Identifies the scoring prompt (a calibration fits only the prompt it was fitted with)."""
+        return hashlib.sha256(json.dumps([self.system, self.prompt, list(self.answers)]).encode()).hexdigest()[:16]
 
 
 def sanitize(text: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> str:
@@ -60,11 +98,9 @@ def fill(template: str, descriptions: Sequence[str], context: str | None) -> str
     return template.replace("{context}", ctx).replace("{descriptions}", format_descriptions(descriptions))
 
 
-def judge_prompt(
-    settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None, template: str | None = None
-) -> ChatPrompt:
+def judge_prompt(settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
     """The scoring prompt for one window; the template's text before its first placeholder is marked fixed."""
-    template = template or settings.prompt
+    template = settings.prompt
     fixed = min(i for i in (template.find("{context}"), template.find("{descriptions}"), len(template)) if i >= 0)
     return ChatPrompt(settings.system, fill(template, descriptions, context), fixed)
 
@@ -99,41 +135,41 @@ class Smoother:
 
 
 class Calibration(Protocol):
-    """A fitted correction of the prompted score from the judge's hidden states (see monitor.probe)."""
+    """A fitted correction of the prompted score from the judge's hidden states (monitor.offline.calibration)."""
 
     @property
     def layer(self) -> int: ...
+
+    @property
+    def prompt(self) -> str:
+        """The :attr:`JudgeSettings.prompt_hash` it was fitted with."""
+        ...
 
     def score(self, pooled: npt.NDArray[np.floating[Any]], prompted: npt.NDArray[np.float64]) -> Any: ...
 
 
 class Judge:
-    """Scores windows and writes explanations through an inference worker.
+    """Scores windows and writes explanations through a :class:`~pipeline.inference.ModelClient`.
 
     Scores are remembered per prompt (an LRU of ``cache_size``), and a window that is already being
     scored is not sent twice: a static scene costs one forward pass, however many windows repeat it.
+    The calibration applies to windows judged with the prompt it was fitted for.
     """
 
-    def __init__(
-        self,
-        worker: InferenceWorker,
-        settings: JudgeSettings,
-        *,
-        cache_size: int = 512,
-        calibration: Calibration | None = None,
-    ) -> None:
-        self.worker = worker
-        self.settings = settings
+    def __init__(self, models: ModelClient, *, cache_size: int = 512, calibration: Calibration | None = None) -> None:
+        self.models = models
         self.calibration = calibration
         self.cache_size = cache_size
         self.hits = 0
         self._cache: OrderedDict[ChatPrompt, asyncio.Future[float]] = OrderedDict()
 
-    async def score(
-        self, descriptions: Sequence[str], context: str | None = None, template: str | None = None
-    ) -> float:
+    def _calibration_for(self, settings: JudgeSettings) -> Calibration | None:
+        cal = self.calibration
+        return cal if cal is not None and cal.prompt in ("", settings.prompt_hash) else None
+
+    async def score(self, settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> float:
         """Anomaly score in [0, 1] of one window (one forward pass, or a cache hit)."""
-        prompt = judge_prompt(self.settings, descriptions, context, template)
+        prompt = judge_prompt(settings, descriptions, context)
         known = self._cache.get(prompt)
         if known is not None:
             self._cache.move_to_end(prompt)
@@ -144,9 +180,10 @@ class Judge:
             self._cache[prompt] = fut
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+        cal = self._calibration_for(settings)
         try:
-            layers = (self.calibration.layer,) if self.calibration is not None and template is None else ()
-            probs, pooled = await self.worker.judge_pass(prompt, self.settings.answers, layers)
+            layers = (cal.layer,) if cal is not None else ()
+            result = await self.models.score(ScoreRequest(prompt, settings.answers, layers))
         except BaseException as exc:
             if self._cache.get(prompt) is fut:
                 del self._cache[prompt]
@@ -156,14 +193,14 @@ class Judge:
                 fut.set_exception(exc)
                 fut.exception()  # retrieved here; other waiters get it too
             raise
-        value = float(expected_score(probs)[0])
-        if self.calibration is not None and template is None:  # fitted on the default prompt only
-            value = float(self.calibration.score(pooled[self.calibration.layer][None, :], np.array([value]))[0])
+        value = float(expected_score(result.probs)[0])
+        if cal is not None:
+            value = float(cal.score(result.pooled[cal.layer][None, :], np.array([value]))[0])
         fut.set_result(value)
         return value
 
-    async def explain(self, descriptions: Sequence[str], context: str | None = None) -> str:
+    async def explain(self, settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> str:
         """A short generated explanation of why a window is anomalous."""
-        prompt = explain_prompt(self.settings, descriptions, context)
-        text = await self.worker.generate(prompt, self.settings.explain_max_new_tokens)
-        return sanitize(text, 500)
+        prompt = explain_prompt(settings, descriptions, context)
+        result = await self.models.explain(ExplainRequest(prompt, settings.explain_max_new_tokens))
+        return sanitize(result.text, 500)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.sampling import SamplingSettings
+
 THUMB_WIDTH = 64
 """Width of the grey-scale thumbnails that the gate compares."""
 PIXEL_DELTA = 25
@@ -25,14 +27,15 @@ def frame_change(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
 class MotionGate:
     """Decides whether a frame needs a fresh description.
 
-    The reference is the last frame that was described; a frame is skipped while less than ``threshold``
-    of its thumbnail changed against it and the reference is younger than ``max_reuse_s`` of stream time.
+    The reference is the last frame that was described; a frame is skipped while less than
+    ``motion_threshold`` of its thumbnail changed against it and the reference is younger than
+    ``motion_max_reuse_s`` of stream time. ``motion_gate`` unset counts as off.
     """
 
-    def __init__(self, *, threshold: float, max_reuse_s: float, enabled: bool = True) -> None:
-        self.threshold = threshold
-        self.max_reuse_s = max_reuse_s
-        self.enabled = enabled
+    def __init__(self, settings: SamplingSettings) -> None:
+        self.threshold = settings.motion_threshold
+        self.max_reuse_s = settings.motion_max_reuse_s
+        self.enabled = bool(settings.motion_gate)
         self._ref: npt.NDArray[np.uint8] | None = None
         self._ref_time = 0.0
         self.last_change = 1.0

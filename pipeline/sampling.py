@@ -1,18 +1,30 @@
-"""Which decoded frames are sampled for the model: every Kth frame, or a target rate."""
+"""Which decoded frames reach the model: every Kth frame or a target rate, then the motion gate."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
+from pipeline.settings import Settings
+
+
+class SamplingSettings(Settings):
+    """Which frames reach the model (``[sampling]``, overridable per camera)."""
+
+    every_n_frames: int = Field(10, ge=1, le=10_000, title="Describe every Kth decoded frame (LLMVAD's K)")
+    fps: float | None = Field(None, gt=0, le=120, title="Target sampling rate; replaces every_n_frames when set")
+    motion_gate: bool | None = Field(None, title="Skip unchanged scenes; unset: on for live cameras, off for files")
+    motion_threshold: float = Field(
+        0.02, ge=0, le=1, title="Share (0-1) of a 64-px grey thumbnail that must change for a fresh description"
+    )
+    motion_max_reuse_s: float = Field(60.0, gt=0, title="Describe anew at least this often, even if nothing moved")
+
 
 class FrameSampler:
-    """Sample every ``every_n_frames``-th frame, or ``fps`` frames per second of stream time when given."""
+    """Sample every ``every_n_frames``-th frame, or ``fps`` frames per second of stream time when set."""
 
-    def __init__(self, *, every_n_frames: int = 10, fps: float | None = None) -> None:
-        if every_n_frames < 1:
-            raise ValueError(f"every_n_frames must be at least 1, got {every_n_frames}")
-        if fps is not None and fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        self.every_n_frames = every_n_frames
-        self.fps = fps
+    def __init__(self, settings: SamplingSettings) -> None:
+        self.every_n_frames = settings.every_n_frames
+        self.fps = settings.fps
         self._next_time: float | None = None
 
     def take(self, index: int, stream_time: float) -> bool:

@@ -7,17 +7,20 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import av
 import numpy as np
+from pydantic import Field, model_validator
 
+from pipeline.backoff import backoff_delay
 from pipeline.motion import THUMB_WIDTH
-from pipeline.queues import ThreadToAsyncQueue
+from pipeline.queues import Backpressure, ThreadToAsyncQueue
 from pipeline.records import Frame
 from pipeline.redaction import redact_url
 from pipeline.sampling import FrameSampler
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +38,49 @@ class SourceError(Exception):
         super().__init__(f"camera {camera!r} ({url}): {reason}")
 
 
-@dataclass(frozen=True, slots=True)
-class SourceSettings:
-    """How to open and read one source."""
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
 
-    camera: str
-    url: str
-    live: bool
-    realtime: bool = False
-    loop: bool = False
-    open_timeout_s: float = 10.0
-    read_timeout_s: float = 10.0
-    reconnect_initial_s: float = 1.0
-    reconnect_max_s: float = 30.0
-    rtsp_transport: str = "tcp"
-    image_max_side: int = 896
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", title="Camera name: letters, digits, _ and -")]
+
+
+def is_live_url(url: str) -> bool:
+    """Whether a URL names a live stream (by its scheme) rather than a file."""
+    return urlsplit(url).scheme.lower() in LIVE_SCHEMES
+
+
+class SourceSettings(Settings):
+    """How to open and read one source: a live camera (RTSP, HTTP/HLS) or a video file."""
+
+    name: Name
+    url: str = Field(min_length=1, title="rtsp://, http(s):// or a file path")
+    live: bool | None = Field(None, title="Live source (drop oldest, reconnect); unset: guessed from the URL")
+    realtime: bool = Field(False, title="Pace a file at its own frame rate, like a camera")
+    loop: bool = Field(False, title="Start a file again at its end")
+    queue_size: int = Field(8, ge=1, le=10_000, title="Frames held between decoding and the model")
+    backpressure: Backpressure | None = Field(None, title="wait, drop_oldest or drop_latest; unset: by source kind")
+    open_timeout_s: float = Field(10.0, gt=0, le=600)
+    read_timeout_s: float = Field(10.0, gt=0, le=600)
+    reconnect_initial_s: float = Field(1.0, gt=0, le=600)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+
+    @model_validator(mode="after")
+    def _backoff(self) -> SourceSettings:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must not be below reconnect_initial_s")
+        return self
+
+    @property
+    def is_live(self) -> bool:
+        """Whether this source is a live stream (explicit, or by its URL scheme)."""
+        return self.live if self.live is not None else is_live_url(self.url)
+
+    @property
+    def queue_policy(self) -> Backpressure:
+        """The frame queue policy: drop the oldest frame for live and paced sources, wait for files."""
+        if self.backpressure is not None:
+            return self.backpressure
+        return Backpressure.DROP_OLDEST if self.is_live or self.realtime else Backpressure.WAIT
 
 
 class SourceStats:
@@ -60,6 +91,8 @@ class SourceStats:
         self.frames_sampled = 0
         self.connected = False
         self.reconnects = 0
+        self.failures = 0
+        """Unexpected errors of the decode loop (a live source restarts it)."""
         self.fps = 0.0
         self.nominal_fps = 0.0
         """The stream's own frame rate."""
@@ -75,12 +108,6 @@ class SourceStats:
         self._last_wall = now
 
 
-def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
-    """Capped exponential backoff with jitter: uniform in [d/2, d] where d = min(cap, initial * 2**attempt)."""
-    d = min(cap, initial * (2 ** min(attempt, 30)))
-    return rng.uniform(d / 2, d)
-
-
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """Even width and height that fit in ``max_side``, keeping the aspect ratio and never upscaling."""
     scale = min(1.0, max_side / max(width, height))
@@ -90,8 +117,9 @@ def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 class VideoSource:
     """Decodes one source in its own thread, samples frames and puts them into ``queue``.
 
-    Files end (or loop); live sources reconnect forever with capped, jittered backoff until stopped.
-    The queue is closed when the thread ends, so the consumer sees the end of the stream.
+    Files end (or loop); live sources reconnect forever with capped, jittered backoff until stopped,
+    after an unexpected error too (logged with its traceback). A file whose thread fails ends with that
+    error. The queue is closed when the thread ends, so the consumer sees the end of the stream.
     """
 
     def __init__(
@@ -100,16 +128,19 @@ class VideoSource:
         *,
         sampler: FrameSampler,
         queue: ThreadToAsyncQueue[Frame],
+        image_max_side: int = 896,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
+        self.live = settings.is_live
+        self.image_max_side = image_max_side
         self.sampler = sampler
         self.queue = queue
         self.stats = SourceStats()
         self.safe_url = redact_url(settings.url)
         self._rng = rng or random.Random()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"decode-{settings.camera}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"decode-{settings.name}", daemon=True)
         self._index = 0
         self._offset = 0.0
         self._last_time: float | None = None
@@ -119,7 +150,7 @@ class VideoSource:
 
     @property
     def camera(self) -> str:
-        return self.settings.camera
+        return self.settings.name
 
     def start(self) -> None:
         self._thread.start()
@@ -141,7 +172,7 @@ class VideoSource:
 
     def _run(self) -> None:
         try:
-            if self.settings.live:
+            if self.live:
                 self._run_live()
             else:
                 self._run_file()
@@ -177,6 +208,10 @@ class VideoSource:
                 reason = "stream ended"
             except SourceError as exc:
                 reason = exc.reason
+            except Exception as exc:  # a bug: say so at once, with its traceback, and read the stream anew
+                self.stats.failures += 1
+                reason = f"unexpected error: {exc!r}"
+                log.exception("camera %r (%s): the decode loop failed; restarting it", self.camera, self.safe_url)
             self.stats.connected = False
             if self._stop.is_set():
                 return
@@ -257,7 +292,7 @@ class VideoSource:
 
     def _rebase(self, raw_t: float, now: float) -> None:
         """Choose the offset that keeps stream time continuous when a connection (re)starts."""
-        if not self.settings.live:
+        if not self.live:
             return
         if self._last_time is None or self._last_wall is None:
             self._offset = -raw_t  # live streams start at 0
@@ -284,7 +319,7 @@ class VideoSource:
             raise SourceError(self.camera, self.safe_url, f"read failed: {_reason(exc)}") from None
 
     def _convert(self, frame: Any) -> tuple[np.ndarray, np.ndarray]:
-        w, h = scaled_size(frame.width, frame.height, self.settings.image_max_side)
+        w, h = scaled_size(frame.width, frame.height, self.image_max_side)
         image = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
         th = max(2, round(THUMB_WIDTH * frame.height / frame.width))
         thumb = frame.reformat(width=THUMB_WIDTH, height=th, format="gray", interpolation="AREA").to_ndarray()

@@ -5,7 +5,24 @@ from __future__ import annotations
 from collections import deque
 from typing import Generic, TypeVar
 
+from pydantic import Field, model_validator
+
+from pipeline.settings import Settings
+
 T = TypeVar("T")
+
+
+class WindowSettings(Settings):
+    """Sliding windows of descriptions that the judge scores (``[windows]``)."""
+
+    size: int = Field(3, ge=1, le=64, title="Descriptions per window (LLMVAD: 3)")
+    stride: int = Field(2, ge=1, le=64, title="New descriptions between windows (LLMVAD: 2)")
+
+    @model_validator(mode="after")
+    def _stride(self) -> WindowSettings:
+        if self.stride > self.size:
+            raise ValueError(f"stride ({self.stride}) must not exceed size ({self.size}): descriptions would be lost")
+        return self
 
 
 class SlidingWindows(Generic[T]):
@@ -14,12 +31,10 @@ class SlidingWindows(Generic[T]):
     ``flush`` returns the tail that no window has covered yet, so a short clip still gets judged.
     """
 
-    def __init__(self, *, size: int, stride: int) -> None:
-        if size < 1 or stride < 1 or stride > size:
-            raise ValueError(f"need 1 <= stride <= size, got size={size} stride={stride}")
-        self.size = size
-        self.stride = stride
-        self._buf: deque[T] = deque(maxlen=size)
+    def __init__(self, settings: WindowSettings) -> None:
+        self.size = settings.size
+        self.stride = settings.stride
+        self._buf: deque[T] = deque(maxlen=self.size)
         self._new = 0
         self._emitted = False
 

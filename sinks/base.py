@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from pipeline.records import EventChange, Record
+from pipeline.supervision import restarting
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ class SinkRunner:
 
 
 class SinkHub:
-    """Fans records out to sinks; an async context manager that owns one delivery task per sink."""
+    """Fans records out to sinks; an async context manager that owns one delivery task per sink (restarted,
+    with a logged error, if it ever fails)."""
 
     def __init__(self, sinks: Sequence[Sink], *, maxsize: int = 1000, close_timeout_s: float = 3.0) -> None:
         self.runners = [SinkRunner(s, maxsize=maxsize) for s in sinks]
@@ -110,7 +112,10 @@ class SinkHub:
             for runner in opened:
                 await runner.sink.close()
             raise
-        self._tasks = [asyncio.create_task(r.run(), name=f"sink-{r.sink.name}") for r in self.runners]
+        self._tasks = [
+            asyncio.create_task(restarting(f"sink {r.sink.name}", r.run), name=f"sink-{r.sink.name}")
+            for r in self.runners
+        ]
         return self
 
     def publish(self, record: Record) -> None:

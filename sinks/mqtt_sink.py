@@ -14,9 +14,9 @@ from typing import TypeVar
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from monitor.config import MqttConfig
+from pipeline.backoff import backoff_delay
 from pipeline.records import CameraStatus, EventChange, Record, WindowScore
-from pipeline.sources import backoff_delay
+from sinks.mqtt_settings import MqttSettings
 from sinks.mqtt_topics import OFF, OFFLINE, ONLINE, Topics
 from sinks.outbox import Outbox, OutMessage
 
@@ -38,6 +38,9 @@ def _is_auth_failure(exc: BaseException) -> bool:
 class MqttSink:
     """Publishes to an MQTT broker with aiomqtt, as an async resource that owns its connection task.
 
+    The connection task never ends by itself: a lost broker, a refused login and an unexpected error
+    (say, of the outbox database) are each logged and followed by a reconnect with backoff.
+
     * Event changes, snapshots and the anomaly state are alerts: written to the :class:`Outbox` first,
       published with QoS 1 in order, removed once the broker acknowledges them. Nothing is lost while
       the broker is away or when the process is killed; they go out after the reconnect or restart.
@@ -48,7 +51,7 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, cfg: MqttConfig, cameras: Sequence[str], *, flush_timeout_s: float = 1.5) -> None:
+    def __init__(self, cfg: MqttSettings, cameras: Sequence[str], *, flush_timeout_s: float = 1.5) -> None:
         self.cfg = cfg
         self.cameras = tuple(cameras)
         self.topics = Topics(cfg.topic_prefix, cfg.discovery_prefix)
@@ -57,6 +60,8 @@ class MqttSink:
         self.dropped = 0
         self.pending = 0
         self.outages = 0
+        self.failures = 0
+        """Unexpected errors in the delivery loop (each logged, the loop restarted)."""
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._outbox: Outbox | None = None
@@ -207,6 +212,11 @@ class MqttSink:
                         self.where,
                         group.exceptions[0],
                     )
+                outage = True
+            except* Exception as other:  # a bug or a broken outbox: say so at once, then start over
+                self.failures += 1
+                error = other.exceptions[0]
+                log.error("MQTT delivery to %s failed: %r; restarting it", self.where, error, exc_info=error)
                 outage = True
             finally:
                 self._client = None

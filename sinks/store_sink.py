@@ -10,11 +10,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import Field
+
 from pipeline.records import Description, EventChange, Record, WindowScore
+from pipeline.settings import Settings
+from pipeline.supervision import restarting
 from sinks.event_store import EventStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class StoreSettings(Settings):
+    """The event history (SQLite, WAL)."""
+
+    path: Path = Field(Path("state/events.sqlite"))
+    max_age_days: float = Field(30.0, gt=0, le=36_500, title="Older rows are deleted")
+    max_size_mb: float = Field(2048.0, gt=0, le=10_000_000, title="Oldest rows go first beyond this size")
+    descriptions: bool = Field(True, title="Also keep every description (not only scores and events)")
+    retention_interval_s: float = Field(3600.0, gt=0, le=86_400 * 7, title="How often retention is applied")
 
 
 class StoreSink:
@@ -23,20 +37,12 @@ class StoreSink:
 
     name = "store"
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        max_age_days: float = 30.0,
-        max_size_mb: float = 2048.0,
-        keep_descriptions: bool = True,
-        retention_interval_s: float = 3600.0,
-    ) -> None:
-        self.path = Path(path)
-        self.max_age_s = max_age_days * 86400.0
-        self.max_bytes = max_size_mb * 1024 * 1024
-        self.keep_descriptions = keep_descriptions
-        self.retention_interval_s = retention_interval_s
+    def __init__(self, settings: StoreSettings) -> None:
+        self.path = Path(settings.path)
+        self.max_age_s = settings.max_age_days * 86400.0
+        self.max_bytes = settings.max_size_mb * 1024 * 1024
+        self.keep_descriptions = settings.descriptions
+        self.retention_interval_s = settings.retention_interval_s
         self._store: EventStore | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-store")
         self._retention: asyncio.Task[None] | None = None
@@ -49,7 +55,7 @@ class StoreSink:
         closed = await self._run(store.close_open_events)
         if closed:
             log.info("event store: %d events left open by an earlier run were closed", closed)
-        self._retention = asyncio.create_task(self._retain(), name="store-retention")
+        self._retention = asyncio.create_task(restarting("event store retention", self._retain), name="store-retention")
 
     async def _retain(self) -> None:
         store = self._store

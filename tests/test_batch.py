@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.llmvad_compat import UnsafePickleError, load_plain_pickle
+from monitor.offline.llmvad_compat import UnsafePickleError, load_plain_pickle
 from tests.helpers.media import corrupt_copy, make_clip
 
 pytestmark = pytest.mark.slow

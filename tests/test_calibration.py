@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from monitor.config import ConfigError, load
-from monitor.probe import JudgeCalibration, cv_probe, fit_calibration, fit_logistic, group_folds
+from monitor.offline.calibrate import cv_probe, fit_calibration, fit_logistic, group_folds
+from pipeline.calibration import JudgeCalibration
 from tests.conftest import SHARED
 from tests.helpers.media import make_clip
 

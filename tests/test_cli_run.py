@@ -172,6 +172,7 @@ name = "sim"
 url = "{clip}"
 realtime = true
 loop = true
+[cameras.sampling]
 every_n_frames = 2
 """,
     )

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main, sources_as_cameras
+from monitor.cli import main
 from monitor.config import AppConfig, ConfigError, load, validate
+from monitor.options import sources_as_cameras
 from pipeline.queues import Backpressure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,13 +74,13 @@ def test_per_camera_sampling_overrides() -> None:
             "sampling": {"every_n_frames": 5},
             "cameras": [
                 {"name": "file", "url": "a.mp4"},
-                {"name": "cam", "url": "rtsp://h/s", "fps": 2.0},
-                {"name": "k", "url": "b.mp4", "every_n_frames": 3, "motion_gate": True},
+                {"name": "cam", "url": "rtsp://h/s", "sampling": {"fps": 2.0}},
+                {"name": "k", "url": "b.mp4", "sampling": {"every_n_frames": 3, "motion_gate": True}},
             ],
         },
         env={},
     )
-    f, c, k = (cfg.sampling_for(cam) for cam in cfg.cameras)
+    f, c, k = (cam.sampling for cam in cfg.cameras)
     assert (f.every_n_frames, f.fps, f.motion_gate) == (5, None, False)  # files: gate off by default
     assert (c.fps, c.motion_gate) == (2.0, True)  # live: gate on by default
     assert (k.every_n_frames, k.fps, k.motion_gate) == (3, None, True)
@@ -111,7 +112,7 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_sources_become_cameras() -> None:
-    cams = sources_as_cameras(["/v/a b.mp4", "/w/a b.mp4", "rtsp://user:pw@cam.local:554/live/main"])
+    cams = sources_as_cameras(AppConfig(), ["/v/a b.mp4", "/w/a b.mp4", "rtsp://user:pw@cam.local:554/live/main"])
     assert [c.name for c in cams] == ["a-b", "a-b-2", "main"]
     assert [c.is_live for c in cams] == [False, False, True]
     assert not any(c.loop or c.realtime for c in cams)

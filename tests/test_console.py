@@ -11,20 +11,20 @@ from pathlib import Path
 import pytest
 from PySide6 import QtCore
 
-from monitor.app import Monitor
 from monitor.config import MqttConfig, validate
-from monitor.console.app import ConsoleSink, load_history, run_with_pipeline
 from monitor.console.feed import ConsoleFeed, EventView, MqttDecoder, ScorePoint, StatusView
-from monitor.console.mqtt_feed import BrokerAddress, MqttFeeder
+from monitor.console.launch import ConsoleSink, load_history, run_with_pipeline
 from monitor.console.series import ScoreSeries
+from monitor.console.subscriber import BrokerAddress, MqttFeeder
 from monitor.console.window import ConsoleWindow
+from monitor.live.monitor import Monitor
 from pipeline.records import CameraStatus, Event, EventChange, WindowScore
 from pipeline.snapshots import encode_jpeg
 from sinks.mqtt_sink import MqttSink
-from sinks.store_sink import StoreSink
+from sinks.store_sink import StoreSettings, StoreSink
 from tests.helpers.broker import Broker
+from tests.helpers.fakes import AlarmAfter, fake_engine
 from tests.helpers.media import make_clip
-from tests.test_monitor_pipeline import AlarmAfter
 
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -272,14 +272,14 @@ def test_history_from_the_event_store(qtbot, tmp_path: Path) -> None:
     db = tmp_path / "events.sqlite"
     cfg = validate(
         {
-            "cameras": [{"name": "door", "url": str(clip), "every_n_frames": 5}],
+            "cameras": [{"name": "door", "url": str(clip), "sampling": {"every_n_frames": 5}}],
             "windows": {"size": 2, "stride": 1},
             "alerting": {"threshold": 0.6, "hysteresis": 0.1},
         },
         env={},
     )
     fake = AlarmAfter()
-    asyncio.run(Monitor(cfg, describer=fake, judge=fake, sinks=[StoreSink(db)]).run())  # type: ignore[arg-type]
+    asyncio.run(Monitor(cfg, models=fake_engine(fake, cfg), sinks=[StoreSink(StoreSettings(path=db))]).run())
     feed = ConsoleFeed()
     assert load_history(feed, db, hours=1) == 11 + 1
     win = ConsoleWindow(feed, threshold=0.6, refresh_ms=50)
@@ -295,7 +295,9 @@ def test_run_console_in_process(qtbot, tmp_path: Path) -> None:
     clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=6, fps=10, static_until=3.0) for i in range(3)]
     cfg = validate(
         {
-            "cameras": [{"name": f"cam{i}", "url": str(c), "every_n_frames": 5} for i, c in enumerate(clips)],
+            "cameras": [
+                {"name": f"cam{i}", "url": str(c), "sampling": {"every_n_frames": 5}} for i, c in enumerate(clips)
+            ],
             "windows": {"size": 2, "stride": 1},
             "alerting": {"threshold": 0.6, "hysteresis": 0.1},
             "outputs": {"status_interval_s": 0.2},
@@ -304,7 +306,7 @@ def test_run_console_in_process(qtbot, tmp_path: Path) -> None:
     )
     fake = AlarmAfter(delay_s=0.02)
     feed = ConsoleFeed()
-    mon = Monitor(cfg, describer=fake, judge=fake, sinks=[ConsoleSink(feed)])  # type: ignore[arg-type]
+    mon = Monitor(cfg, models=fake_engine(fake, cfg), sinks=[ConsoleSink(feed)])
     from PySide6 import QtWidgets
 
     seen: dict[str, object] = {}
@@ -372,7 +374,9 @@ def test_console_commands_as_a_user_runs_them(tmp_path: Path, tiny_vlm: Path) ->
         broker.stop()
     clip = make_clip(tmp_path / "c.mp4", seconds=2)
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[store]\nenabled = false\n[[cameras]]\nname = "cam"\nurl = "{clip}"\nevery_n_frames = 5\n')
+    cfg.write_text(
+        f'[store]\nenabled = false\n[[cameras]]\nname = "cam"\nurl = "{clip}"\n[cameras.sampling]\nevery_n_frames = 5\n'
+    )
     run = subprocess.Popen(
         [
             sys.executable,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
-from monitor.annotations import AnnotationError, read_ucf_crime, read_xd_violence, xd_class
 from monitor.cli import main
-from monitor.evaluate import ScoredVideo, evaluate, frame_scores, load_results
-from monitor.llmvad_compat import write_llmvad_pickles
+from monitor.offline.annotations import AnnotationError, read_ucf_crime, read_xd_violence, xd_class
+from monitor.offline.evaluate import ScoredVideo, evaluate, frame_scores, load_results
+from monitor.offline.llmvad_compat import write_llmvad_pickles
 from pipeline.alerts import AlertSettings
 
 ALERTS = AlertSettings(threshold=0.7, hysteresis=0.1, min_duration_s=0.0, cooldown_s=0.0)

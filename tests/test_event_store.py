@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import Monitor
 from monitor.cli import main
 from monitor.config import validate
-from monitor.history import parse_time
-from monitor.prometheus import MonitorCollector, serve
+from monitor.live.history import parse_time
+from monitor.live.monitor import Monitor
+from monitor.live.prometheus import MonitorCollector, serve
 from pipeline.records import Description, Event, WindowScore
 from sinks.event_store import EventStore
-from sinks.store_sink import StoreSink
+from sinks.store_sink import StoreSettings, StoreSink
 from tests.helpers.broker import free_port
+from tests.helpers.fakes import AlarmAfter, fake_engine
 from tests.helpers.media import make_clip
-from tests.test_monitor_pipeline import AlarmAfter
 
 
 @pytest.fixture
@@ -32,14 +32,14 @@ def history(tmp_path: Path) -> Path:
     db = tmp_path / "state" / "events.sqlite"
     cfg = validate(
         {
-            "cameras": [{"name": "door", "url": str(clip), "every_n_frames": 5}],
+            "cameras": [{"name": "door", "url": str(clip), "sampling": {"every_n_frames": 5}}],
             "windows": {"size": 2, "stride": 1},
             "alerting": {"threshold": 0.6, "hysteresis": 0.1},
         },
         env={},
     )
     fake = AlarmAfter()
-    asyncio.run(Monitor(cfg, describer=fake, judge=fake, sinks=[StoreSink(db)]).run())  # type: ignore[arg-type]
+    asyncio.run(Monitor(cfg, models=fake_engine(fake, cfg), sinks=[StoreSink(StoreSettings(path=db))]).run())
     return db
 
 
@@ -128,7 +128,7 @@ def test_open_events_are_closed_after_a_crash(tmp_path: Path) -> None:
     open_ev = Event("open1", "cam", 0, 100.0, None, None, 0.9, 0.9, 0, ("d",))
     store.upsert_event(open_ev)
     store.close()
-    sink = StoreSink(tmp_path / "h.sqlite")
+    sink = StoreSink(StoreSettings(path=tmp_path / "h.sqlite"))
 
     async def reopen() -> None:
         await sink.open()
@@ -143,14 +143,14 @@ async def test_prometheus_endpoint(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
     cfg = validate(
         {
-            "cameras": [{"name": "door", "url": str(clip), "every_n_frames": 5}],
+            "cameras": [{"name": "door", "url": str(clip), "sampling": {"every_n_frames": 5}}],
             "windows": {"size": 2, "stride": 1},
             "alerting": {"threshold": 0.6, "hysteresis": 0.1},
         },
         env={},
     )
     fake = AlarmAfter()
-    mon = Monitor(cfg, describer=fake, judge=fake, sinks=[])  # type: ignore[arg-type]
+    mon = Monitor(cfg, models=fake_engine(fake, cfg), sinks=[])
     port = free_port()
     serve(MonitorCollector(mon), port, "127.0.0.1")
     await mon.run()

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.queues import Backpressure, QueueClosed, ThreadToAsyncQueue
 from pipeline.records import Frame
-from pipeline.sampling import FrameSampler
+from pipeline.sampling import FrameSampler, SamplingSettings
 from pipeline.sources import SourceSettings, VideoSource
 from tests.helpers.media import make_clip
 
@@ -52,7 +52,7 @@ async def read_all(url: str, *, live: bool) -> tuple[list[Frame], VideoSource]:
     )
     src = VideoSource(
         SourceSettings(
-            camera="web",
+            name="web",
             url=url,
             live=live,
             open_timeout_s=5,
@@ -60,7 +60,7 @@ async def read_all(url: str, *, live: bool) -> tuple[list[Frame], VideoSource]:
             reconnect_initial_s=0.1,
             reconnect_max_s=0.2,
         ),
-        sampler=FrameSampler(every_n_frames=5),
+        sampler=FrameSampler(SamplingSettings(every_n_frames=5)),
         queue=q,
     )
     src.start()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from monitor.eval_judge import DataError, Labelled, read_labelled, report, window_texts
-from monitor.metrics import average_precision, roc_auc
+from monitor.offline.judge_eval import DataError, Labelled, read_labelled, report, window_texts
+from monitor.offline.ranking import average_precision, roc_auc
 from pipeline.judge import JudgeSettings, expected_score, fill, judge_prompt, sanitize
 
 SETTINGS = JudgeSettings(
@@ -32,7 +32,7 @@ def test_fill_keeps_braces_in_texts() -> None:
 
 
 def test_judge_prompt_uses_override_template() -> None:
-    p = judge_prompt(SETTINGS, ["x"], None, "Other {descriptions}")
+    p = judge_prompt(SETTINGS.model_copy(update={"prompt": "Other {descriptions}"}), ["x"])
     assert p.system == "sys" and p.user == "Other x."
 
 

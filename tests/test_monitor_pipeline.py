@@ -9,20 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import Monitor
 from monitor.config import validate
-from pipeline.records import Image
-from tests.helpers.fakes import FakeBackend
+from monitor.live.monitor import Monitor
+from pipeline.inference import ScoreRequest
+from tests.helpers.fakes import AlarmAfter, FakeModel, fake_engine
 from tests.helpers.media import make_clip
 from tests.helpers.sinks import CollectingSink
-
-
-class AlarmAfter(FakeBackend):
-    """Describes frames after ``t`` seconds (by brightness of the moving square) as ALARM."""
-
-    def describe(self, images: list[Image], prompts: list[str], max_new_tokens: int) -> list[str]:
-        out = super().describe(images, prompts, max_new_tokens)
-        return [("ALARM " if img[30:50].max() == 255 else "") + t for t, img in zip(out, images, strict=True)]
 
 
 def config(cameras: list[dict], **sections: dict) -> object:
@@ -32,13 +24,13 @@ def config(cameras: list[dict], **sections: dict) -> object:
 async def test_describes_judges_and_raises_an_event(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
     cfg = config(
-        [{"name": "cam", "url": str(clip), "every_n_frames": 5}],
+        [{"name": "cam", "url": str(clip), "sampling": {"every_n_frames": 5}}],
         windows={"size": 2, "stride": 1},
         alerting={"threshold": 0.6, "hysteresis": 0.1},
     )
     sink = CollectingSink()
     fake = AlarmAfter()
-    summary = await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+    summary = await Monitor(cfg, models=fake_engine(fake, cfg), sinks=[sink]).run()
     assert sink.opened and sink.closed and not summary.stopped and not summary.failed
     assert [d.frame_index for d in sink.descriptions] == list(range(0, 60, 5))
     assert [s.seq for s in sink.scores] == list(range(1, 12))
@@ -64,12 +56,12 @@ async def test_describes_judges_and_raises_an_event(tmp_path: Path) -> None:
 async def test_motion_gate_reuses_descriptions_and_the_judge_cache(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=4.0)
     cfg = config(
-        [{"name": "cam", "url": str(clip), "every_n_frames": 5, "motion_gate": True}],
+        [{"name": "cam", "url": str(clip), "sampling": {"every_n_frames": 5, "motion_gate": True}}],
         sampling={"motion_max_reuse_s": 100},
     )
     sink = CollectingSink()
-    fake = FakeBackend()
-    summary = await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+    fake = FakeModel()
+    summary = await Monitor(cfg, models=fake_engine(fake, cfg), sinks=[sink]).run()
     reused = [d.reused for d in sink.descriptions]
     assert reused[:8] == [False] + [True] * 7  # static for 4 s
     assert not any(reused[8:])  # moving: every sampled frame differs
@@ -83,12 +75,12 @@ async def test_motion_gate_reuses_descriptions_and_the_judge_cache(tmp_path: Pat
 async def test_cameras_share_batches(tmp_path: Path) -> None:
     clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=2, fps=10) for i in range(4)]
     cfg = config(
-        [{"name": f"cam{i}", "url": str(c), "every_n_frames": 1} for i, c in enumerate(clips)],
+        [{"name": f"cam{i}", "url": str(c), "sampling": {"every_n_frames": 1}} for i, c in enumerate(clips)],
         model={"max_batch": 8, "max_wait_ms": 20},
     )
-    fake = FakeBackend(delay_s=0.02)
+    fake = FakeModel(delay_s=0.02)
     sink = CollectingSink()
-    await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+    await Monitor(cfg, models=fake_engine(fake, cfg), sinks=[sink]).run()
     sizes = [n for kind, n in fake.batches if kind == "describe"]
     assert sum(sizes) == 80 and max(sizes) == 8
     assert sum(sizes) / len(sizes) > 4
@@ -105,23 +97,23 @@ async def test_a_failing_sink_does_not_stop_scoring(tmp_path: Path) -> None:
             raise OSError("disk full")
 
     clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=10)
-    cfg = config([{"name": "cam", "url": str(clip), "every_n_frames": 2}])
+    cfg = config([{"name": "cam", "url": str(clip), "sampling": {"every_n_frames": 2}}])
     good, broken = CollectingSink(), Broken()
-    fake = FakeBackend()
-    await Monitor(cfg, describer=fake, judge=fake, sinks=[broken, good]).run()  # type: ignore[arg-type]
+    fake = FakeModel()
+    await Monitor(cfg, models=fake_engine(fake, cfg), sinks=[broken, good]).run()
     assert len(good.descriptions) == 10 and len(good.scores) == 5
 
 
 async def test_stop_shuts_down_promptly_while_the_model_is_slow(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=4, fps=10)
     cfg = config(
-        [{"name": "cam", "url": str(clip), "realtime": True, "loop": True, "every_n_frames": 1}],
+        [{"name": "cam", "url": str(clip), "realtime": True, "loop": True, "sampling": {"every_n_frames": 1}}],
         alerting={"threshold": 0.01, "hysteresis": 0.0},
     )
-    fake = FakeBackend(delay_s=0.5)
+    fake = FakeModel(delay_s=0.5)
     sink = CollectingSink()
     stop = asyncio.Event()
-    mon = Monitor(cfg, describer=fake, judge=fake, sinks=[sink])  # type: ignore[arg-type]
+    mon = Monitor(cfg, models=fake_engine(fake, cfg), sinks=[sink])
     task = asyncio.create_task(mon.run(stop))
     await asyncio.sleep(2.0)
     t0 = time.monotonic()
@@ -135,14 +127,23 @@ async def test_memory_stays_flat_when_the_model_is_slower_than_the_camera(tmp_pa
     """A 25 fps live-paced source, every frame sampled, a model that manages ~5 frames/s."""
     clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=25, size=(640, 360))
     cfg = config(
-        [{"name": "cam", "url": str(clip), "realtime": True, "loop": True, "every_n_frames": 1, "queue_size": 4}],
+        [
+            {
+                "name": "cam",
+                "url": str(clip),
+                "realtime": True,
+                "loop": True,
+                "sampling": {"every_n_frames": 1},
+                "queue_size": 4,
+            }
+        ],
         model={"max_batch": 2, "max_wait_ms": 0},
         outputs={"status_interval_s": 0.5},
     )
-    fake = FakeBackend(delay_s=0.4)
+    fake = FakeModel(delay_s=0.4)
     sink = CollectingSink()
     stop = asyncio.Event()
-    mon = Monitor(cfg, describer=fake, judge=fake, sinks=[sink])  # type: ignore[arg-type]
+    mon = Monitor(cfg, models=fake_engine(fake, cfg), sinks=[sink])
     task = asyncio.create_task(mon.run(stop))
     await asyncio.sleep(2.0)
     rss_early = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -162,36 +163,22 @@ async def test_per_camera_prompt_overrides(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=10)
     cfg = config(
         [
-            {"name": "plain", "url": str(clip), "every_n_frames": 5},
+            {"name": "plain", "url": str(clip), "sampling": {"every_n_frames": 5}},
             {
                 "name": "special",
                 "url": str(clip),
-                "every_n_frames": 5,
-                "prompt": "Count the boxes.",
-                "judge_prompt": "ALARM-PRONE SITE. {context}{descriptions}",
+                "sampling": {"every_n_frames": 5},
+                "model": {"prompt": "Count the boxes."},
+                "judge": {"prompt": "ALARM-PRONE SITE. {context}{descriptions}"},
                 "context": "a loading dock",
             },
         ]
     )
-    fake = FakeBackend()
-    seen: list[str] = []
-    original = fake.answer_probs
-
-    def spy(prompts: list, answers: list) -> object:
-        seen.extend(p.user for p in prompts)
-        return original(prompts, answers)
-
-    fake.answer_probs = spy  # type: ignore[method-assign]
-    asked: list[str] = []
-    describe = fake.describe
-
-    def spy_describe(images: list, prompts: list, max_new_tokens: int) -> list[str]:
-        asked.extend(prompts)
-        return describe(images, prompts, max_new_tokens)
-
-    fake.describe = spy_describe  # type: ignore[method-assign]
+    fake = FakeModel()
     sink = CollectingSink()
-    await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+    await Monitor(cfg, models=fake_engine(fake, cfg), sinks=[sink]).run()
+    seen = [p.user for p in fake.prompts(ScoreRequest)]
+    asked = fake.describe_prompts()
     by_cam = {c: [s.score for s in sink.scores if s.camera == c] for c in ("plain", "special")}
     assert max(by_cam["plain"]) < 0.01 and min(by_cam["special"]) > 0.99
     assert any(u.startswith("ALARM-PRONE SITE. Camera: a loading dock\n") for u in seen)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import Monitor
 from monitor.config import ConfigError, MqttConfig, load, validate
+from monitor.live.monitor import Monitor
 from pipeline.records import Event, EventChange, WindowScore
 from sinks.mqtt_sink import MqttSink
 from tests.helpers.broker import Broker
+from tests.helpers.fakes import AlarmAfter, fake_engine
 from tests.helpers.media import make_clip
 from tests.helpers.subscriber import Subscriber
-from tests.test_monitor_pipeline import AlarmAfter
 
 
 def prefix() -> str:
@@ -65,7 +65,7 @@ def event_change(kind: str, n: int, camera: str = "cam") -> EventChange:
     )
     if kind == "new":
         return EventChange("new", None, ev)
-    return EventChange(kind, ev, replace(ev, end_time=n + 1.0, end_wall=1001.0 + n))  # type: ignore[arg-type]
+    return EventChange(kind, ev, replace(ev, end_time=n + 1.0, end_wall=1001.0 + n))
 
 
 async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
     clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
     cfg = validate(
         {
-            "cameras": [{"name": "door", "url": str(clip), "every_n_frames": 5}],
+            "cameras": [{"name": "door", "url": str(clip), "sampling": {"every_n_frames": 5}}],
             "windows": {"size": 2, "stride": 1},
             "alerting": {"threshold": 0.6, "hysteresis": 0.1},
             "outputs": {"status_interval_s": 0.2},
@@ -98,7 +98,7 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
         async with Subscriber(broker.port, [f"{pfx}/#", f"{pfx}-ha/#"]) as sub:
             await asyncio.sleep(0.3)  # mosquitto_sub is subscribed too
             fake = AlarmAfter()
-            await Monitor(cfg, describer=fake, judge=fake, sinks=[sink]).run()  # type: ignore[arg-type]
+            await Monitor(cfg, models=fake_engine(fake, cfg), sinks=[sink]).run()
             await sub.wait_for(lambda: any(m.payload == b"offline" for m in sub.on(f"{pfx}/available")))
     finally:
         await asyncio.sleep(0.3)
@@ -235,6 +235,7 @@ name = "sim"
 url = "{clip}"
 realtime = true
 loop = true
+[cameras.sampling]
 every_n_frames = 5
 """)
     cmd = [

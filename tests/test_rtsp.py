@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.queues import Backpressure, ThreadToAsyncQueue
 from pipeline.records import Frame
-from pipeline.sampling import FrameSampler
+from pipeline.sampling import FrameSampler, SamplingSettings
 from pipeline.sources import SourceSettings, VideoSource
 from tests.helpers.media import make_clip
 
@@ -90,7 +90,7 @@ async def test_source_reconnects_after_server_restart(
     )
     src = VideoSource(
         SourceSettings(
-            camera="rtsp",
+            name="rtsp",
             url=rtsp_server.url("viewer:s3cretpw"),
             live=True,
             open_timeout_s=3,
@@ -98,7 +98,7 @@ async def test_source_reconnects_after_server_restart(
             reconnect_initial_s=0.2,
             reconnect_max_s=1.0,
         ),
-        sampler=FrameSampler(every_n_frames=5),
+        sampler=FrameSampler(SamplingSettings(every_n_frames=5)),
         queue=q,
     )
     src.start()
@@ -138,10 +138,11 @@ def test_monitor_carries_on_through_a_server_restart(rtsp_server: RtspServer, ti
 [[cameras]]
 name = "door"
 url = "{url}"
-every_n_frames = 5
 read_timeout_s = 2
 reconnect_initial_s = 0.2
 reconnect_max_s = 1
+[cameras.sampling]
+every_n_frames = 5
 """)
     proc = subprocess.Popen(
         [

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.backoff import backoff_delay
 from pipeline.queues import Backpressure, QueueClosed, ThreadToAsyncQueue
 from pipeline.records import Frame
-from pipeline.sampling import FrameSampler
-from pipeline.sources import SourceSettings, VideoSource, backoff_delay, scaled_size
+from pipeline.sampling import FrameSampler, SamplingSettings
+from pipeline.sources import SourceSettings, VideoSource, scaled_size
 from tests.helpers.media import corrupt_copy, make_clip
 
 
@@ -33,13 +34,15 @@ def make_source(
     k: int = 1,
     maxsize: int = 4,
     policy: Backpressure = Backpressure.WAIT,
+    image_max_side: int = 896,
     **kw: object,
 ) -> VideoSource:
     q: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(maxsize=maxsize, policy=policy, loop=asyncio.get_running_loop())
     return VideoSource(
-        SourceSettings(camera="c", url=url, live=live, **kw),  # type: ignore[arg-type]
-        sampler=FrameSampler(every_n_frames=k),
+        SourceSettings(name="c", url=url, live=live, **kw),  # type: ignore[arg-type]
+        sampler=FrameSampler(SamplingSettings(every_n_frames=k)),
         queue=q,
+        image_max_side=image_max_side,
     )
 
 

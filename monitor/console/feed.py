@@ -186,7 +186,7 @@ class MqttDecoder:
                     )
                 ]
             return []
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             self.feed.reject(topic, str(exc) or type(exc).__name__)
             return []
 

@@ -1,4 +1,4 @@
-"""A fake model backend for unit tests of scheduling logic (the integration tests use real Gemma 3)."""
+"""A fake model for unit tests of scheduling logic (the integration tests use real Gemma 3)."""
 
 from __future__ import annotations
 
@@ -7,67 +7,105 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 
-from pipeline.backend import ChatPrompt, JudgeOutput
+from pipeline.engines.batching import BatchingEngine, Prepared
+from pipeline.inference import (
+    ChatPrompt,
+    DescribeRequest,
+    DescribeResult,
+    ExplainRequest,
+    ExplainResult,
+    ModelInfo,
+    ModelRequest,
+    ScoreRequest,
+    ScoreResult,
+)
 from pipeline.records import Image
 
 
-class FakeBackend:
-    """Describes an image by its mean brightness; scores by the digit found in the prompt's last line."""
+class _Input(Prepared):
+    __slots__ = ("request",)
+
+    def __init__(self, request: ModelRequest) -> None:
+        self.request = request
+
+
+class FakeModel:
+    """Describes an image by its mean brightness; scores 1 when the prompt holds "ALARM", else 0.
+
+    Every request it serves is kept in ``requests`` and every batch in ``batches`` (kind, size).
+    """
+
+    info = ModelInfo("fake", "fake", images=True, hidden_states=True, num_layers=4, hidden_size=2)
 
     def __init__(self, *, delay_s: float = 0.0, per_item_s: float = 0.0, fail_on: str | None = None) -> None:
         self.delay_s = delay_s
         self.per_item_s = per_item_s
         self.fail_on = fail_on
         self.batches: list[tuple[str, int]] = []
+        self.requests: list[ModelRequest] = []
         self.threads: set[str] = set()
+        self.prepare_threads: set[str] = set()
         self._lock = threading.Lock()
 
-    @property
-    def name(self) -> str:
-        return "fake"
-
-    @property
-    def supports_images(self) -> bool:
-        return True
-
-    @property
-    def fingerprint(self) -> str:
-        return "fake"
-
-    def _work(self, kind: str, n: int) -> None:
+    def prepare(self, request: ModelRequest) -> Prepared:
         with self._lock:
-            self.batches.append((kind, n))
-            self.threads.add(threading.current_thread().name)
-        time.sleep(self.delay_s + self.per_item_s * n)
+            self.prepare_threads.add(threading.current_thread().name)
+        return _Input(request)
 
-    def describe(self, images: Sequence[Image], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-        self._work("describe", len(images))
+    def _work(self, kind: str, batch: Sequence[Prepared]) -> list[ModelRequest]:
+        requests = [p.request for p in batch if isinstance(p, _Input)]
+        with self._lock:
+            self.batches.append((kind, len(requests)))
+            self.requests.extend(requests)
+            self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay_s + self.per_item_s * len(requests))
+        return requests
+
+    def describe_image(self, image: Image, prompt: str) -> str:
+        return f"brightness {int(image.mean()) // 8}"
+
+    def describe(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[DescribeResult]:
         out = []
-        for img, prompt in zip(images, prompts, strict=True):
-            if self.fail_on and self.fail_on in prompt:
+        for r in self._work("describe", batch):
+            assert isinstance(r, DescribeRequest)
+            if self.fail_on and self.fail_on in r.prompt:
                 raise RuntimeError("fake failure")
-            out.append(f"brightness {int(img.mean()) // 8}")
+            out.append(DescribeResult(self.describe_image(r.image, r.prompt)))
         return out
 
-    def answer_probs(self, prompts: Sequence[ChatPrompt], answers: Sequence[str]) -> npt.NDArray[np.float64]:
-        self._work("score", len(prompts))
-        probs = np.full((len(prompts), len(answers)), 1e-3)
-        for i, p in enumerate(prompts):
-            hot = "ALARM" in p.user
-            probs[i, -1 if hot else 0] = 1.0
-        return np.asarray(probs / probs.sum(axis=1, keepdims=True), dtype=np.float64)
+    def score(self, batch: Sequence[Prepared], answers: Sequence[str], pool_layers: Sequence[int]) -> list[ScoreResult]:
+        out = []
+        for r in self._work("score", batch):
+            assert isinstance(r, ScoreRequest)
+            hot = "ALARM" in r.prompt.user
+            probs = np.full(len(answers), 1e-3)
+            probs[-1 if hot else 0] = 1.0
+            pooled = {k: np.array([float(hot), len(r.prompt.user)], np.float32) for k in pool_layers}
+            out.append(ScoreResult(probs / probs.sum(), pooled))
+        return out
 
-    def judge_pass(
-        self, prompts: Sequence[ChatPrompt], answers: Sequence[str], pool_layers: Sequence[int] = ()
-    ) -> JudgeOutput:
-        probs = self.answer_probs(prompts, answers)
-        pooled = {
-            k: np.array([[float("ALARM" in p.user), len(p.user)] for p in prompts], np.float32) for k in pool_layers
-        }
-        return JudgeOutput(probs, pooled)
+    def explain(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[ExplainResult]:
+        return [ExplainResult("something alarming happened") for _ in self._work("explain", batch)]
 
-    def generate(self, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:
-        self._work("generate", len(prompts))
-        return ["something alarming happened"] * len(prompts)
+    def prompts(self, kind: type[ScoreRequest] | type[ExplainRequest]) -> list[ChatPrompt]:
+        """The prompts of the score or explain requests served so far."""
+        return [r.prompt for r in self.requests if isinstance(r, kind)]
+
+    def describe_prompts(self) -> list[str]:
+        return [r.prompt for r in self.requests if isinstance(r, DescribeRequest)]
+
+
+def fake_engine(fake: FakeModel, cfg: object | None = None) -> BatchingEngine:
+    """The batching engine over a fake model, batching as ``cfg.model`` says (or the defaults)."""
+    model = getattr(cfg, "model", None)
+    if model is None:
+        return BatchingEngine(fake)
+    return BatchingEngine(fake, max_batch=model.max_batch, max_wait_ms=model.max_wait_ms)
+
+
+class AlarmAfter(FakeModel):
+    """Describes frames showing the moving square's bright band (tests.helpers.media clips) as ALARM."""
+
+    def describe_image(self, image: Image, prompt: str) -> str:
+        return ("ALARM " if image[30:50].max() == 255 else "") + super().describe_image(image, prompt)

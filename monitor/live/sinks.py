@@ -21,10 +21,7 @@ def build_sinks(cfg: AppConfig) -> tuple[list[Sink], MqttSink | None]:
         sinks.append(JsonLinesSink(cfg.outputs.dir))
         log.info("writing results to %s", cfg.outputs.dir / "results.jsonl")
     if cfg.store.enabled:
-        s = cfg.store
-        sinks.append(
-            StoreSink(s.path, max_age_days=s.max_age_days, max_size_mb=s.max_size_mb, keep_descriptions=s.descriptions)
-        )
+        sinks.append(StoreSink(cfg.store))
     mqtt = None
     if cfg.mqtt.enabled:
         mqtt = MqttSink(cfg.mqtt, [c.name for c in cfg.cameras])

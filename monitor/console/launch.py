@@ -126,7 +126,7 @@ def run_subscriber(
     ca_file: str | None = None,
 ) -> int:
     """``monitor console``: the window fed by an MQTT subscriber thread. Returns when it is closed."""
-    from monitor.console.mqtt_feed import MqttFeeder
+    from monitor.console.subscriber import MqttFeeder
 
     feed = ConsoleFeed()
     feeder = MqttFeeder(address, prefix, feed, ca_file=ca_file)
@@ -182,16 +182,16 @@ def run_with_pipeline(
             outcome["error"] = exc
             ready.set()
 
-    worker = threading.Thread(target=thread, name="pipeline", daemon=True)
-    worker.start()
+    pipeline_thread = threading.Thread(target=thread, name="pipeline", daemon=True)
+    pipeline_thread.start()
     ready.wait(10)
     try:
         app.exec()
     finally:
         ticker.stop()
-        if "loop" in holder and worker.is_alive():
+        if "loop" in holder and pipeline_thread.is_alive():
             holder["loop"].call_soon_threadsafe(holder["stop"].set)
-        worker.join(10)
+        pipeline_thread.join(10)
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("result")

@@ -9,8 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from monitor.app import Monitor
-from pipeline.worker import BATCH_BUCKETS, LATENCY_BUCKETS_S, RequestKind
+from monitor.live.monitor import Monitor
+from pipeline.inference import BATCH_BUCKETS, LATENCY_BUCKETS_S, RequestKind
 from sinks.mqtt_sink import MqttSink
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class MonitorCollector:
 
     def collect(self) -> Iterator[Metric]:
         live = self.monitor.live_stats()
-        cams, worker = live.cameras, live.worker
+        cams, engine = live.cameras, live.engine
         per_camera: dict[str, Any] = {
             "frames_read": ("Frames decoded", lambda s, c: s.frames_read),
             "frames_sampled": ("Frames sampled for the model", lambda s, c: s.frames_sampled),
@@ -59,16 +59,13 @@ class MonitorCollector:
             up.add_metric([status.camera], float(status.connected))
         yield depth
         yield up
-        if worker is not None:
-            lat = HistogramMetricFamily("llmvad_model_batch_seconds", "Model time per batch", labels=["kind"])
-            size = HistogramMetricFamily("llmvad_model_batch_size", "Requests per batch", labels=["kind"])
-            for kind in RequestKind:
-                lat.add_metric([kind.value], _buckets(LATENCY_BUCKETS_S, worker.latency[kind]), worker.busy_s[kind])
-                size.add_metric(
-                    [kind.value], _buckets(BATCH_BUCKETS, worker.batch_sizes[kind]), float(worker.items[kind])
-                )
-            yield lat
-            yield size
+        lat = HistogramMetricFamily("llmvad_model_batch_seconds", "Model time per batch", labels=["kind"])
+        size = HistogramMetricFamily("llmvad_model_batch_size", "Requests per batch", labels=["kind"])
+        for kind in RequestKind:
+            lat.add_metric([kind.value], _buckets(LATENCY_BUCKETS_S, engine.latency[kind]), engine.busy_s[kind])
+            size.add_metric([kind.value], _buckets(BATCH_BUCKETS, engine.batch_sizes[kind]), float(engine.items[kind]))
+        yield lat
+        yield size
         if self.mqtt is not None:
             yield CounterMetricFamily(
                 "llmvad_alerts_delivered", "MQTT alert messages acknowledged by the broker", value=self.mqtt.delivered

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from monitor.console.feed import ConsoleFeed, LinkState, MqttDecoder
-from pipeline.sources import backoff_delay
+from pipeline.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,9 @@ class BrokerAddress:
 class MqttFeeder:
     """Subscribes to ``<prefix>/#`` from a background thread and pushes decoded items into the feed.
 
-    Reconnects by itself with capped, jittered backoff; every connect and loss is pushed as a
-    :class:`LinkState` so the window can show it.
+    Reconnects by itself with capped, jittered backoff, after a lost broker and after any unexpected error
+    alike (logged with its traceback); every connect and loss is pushed as a :class:`LinkState` so the
+    window can show it.
     """
 
     def __init__(
@@ -78,6 +79,8 @@ class MqttFeeder:
         self.ca_file = ca_file
         self.reconnect_max_s = reconnect_max_s
         self.messages = 0
+        self.failures = 0
+        """Unexpected errors of the subscriber loop (each logged and shown, then reconnected)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
@@ -142,5 +145,9 @@ class MqttFeeder:
                     log.warning("console: broker %s unavailable (%s); reconnecting", self.address, exc)
                     down_logged = True
                 self.feed.push(LinkState(False, f"disconnected from {self.address}: {exc}"))
+            except Exception as exc:  # a bug must not silence the console: say so, show it, start over
+                self.failures += 1
+                log.error("console: the MQTT subscriber failed: %r; reconnecting", exc, exc_info=exc)
+                self.feed.push(LinkState(False, f"subscriber error: {exc!r}; reconnecting"))
             await asyncio.sleep(backoff_delay(attempt, 0.5, self.reconnect_max_s, rng))
             attempt += 1

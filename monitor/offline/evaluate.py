@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.annotations import Format, VideoTruth, truth_for
-from monitor.llmvad_compat import UnsafePickleError, load_plain_pickle
-from monitor.metrics import average_precision, pr_auc_trapezoid, roc_auc
+from monitor.offline.annotations import Format, VideoTruth, truth_for
+from monitor.offline.llmvad_compat import UnsafePickleError, load_plain_pickle
+from monitor.offline.ranking import average_precision, pr_auc_trapezoid, roc_auc
 from pipeline.alerts import AlertMachine, AlertSettings
 from pipeline.records import WindowScore
 

@@ -16,12 +16,13 @@ from typing import Any
 
 import av
 
-from monitor.annotations import VIDEO_SUFFIXES, Format, VideoTruth, truth_for, video_key
-from monitor.app import build_camera, make_worker
-from monitor.config import AppConfig, CameraConfig
-from monitor.llmvad_compat import write_llmvad_pickles
-from monitor.plots import plot_scores
-from pipeline.backend import ModelBackend
+from monitor.config import AppConfig
+from monitor.live.cameras import CameraParts, build_camera
+from monitor.models import build_judge
+from monitor.offline.annotations import VIDEO_SUFFIXES, Format, VideoTruth, truth_for, video_key
+from monitor.offline.llmvad_compat import write_llmvad_pickles
+from monitor.offline.plots import plot_scores
+from pipeline.inference import ModelClient
 from pipeline.records import Description, EventChange, Record, WindowScore
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def settings_fingerprint(cfg: AppConfig) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def probe_frames(path: Path) -> int | None:
+def estimate_frames(path: Path) -> int | None:
     """The video's frame count from its header (None when it does not say or cannot be opened)."""
     try:
         with av.open(str(path), timeout=5) as c:
@@ -224,8 +225,7 @@ async def run_batch(
     cfg: AppConfig,
     jobs: list[VideoJob],
     *,
-    describer: ModelBackend,
-    judge: ModelBackend,
+    models: ModelClient,
     parallel: int = 4,
     pickles: bool = False,
     truths: dict[str, VideoTruth] | None = None,
@@ -233,9 +233,10 @@ async def run_batch(
     progress: Callable[[int, int, int, int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> BatchSummary:
-    """Process ``jobs`` (videos), up to ``parallel`` at once, through one shared inference worker.
+    """Process ``jobs`` (videos), up to ``parallel`` at once, through one model client (started here).
 
-    ``progress(frames_done, videos_done, videos_total, failed)`` is called about twice a second.
+    ``progress(frames_done, videos_done, videos_total, failed)`` is called about twice a second. A video
+    whose processing fails, for whatever reason, gets a ``failed`` outcome naming the error; the others go on.
     """
     t0 = time.monotonic()
     fingerprint = settings_fingerprint(cfg)
@@ -249,88 +250,137 @@ async def run_batch(
             todo.append(job)
     if outcomes:
         log.info("%d videos are already done with these settings; %d to process", len(outcomes), len(todo))
-    worker, judge_ = make_worker(cfg, describer, judge)
-    worker.start()
-    slots = asyncio.Semaphore(max(1, parallel))
-    active: dict[str, Any] = {}
-    frames_finished = 0
-
-    async def one(i: int, job: VideoJob) -> None:
-        nonlocal frames_finished
-        async with slots:
-            if stop.is_set():
-                return
-            got = Collected()
-            cam = CameraConfig(name=_camera_name(i, job.path), url=str(job.path), live=False)
-            parts = build_camera(cfg, cam, worker, judge_, got.emit)
-            active[cam.name] = parts
-            started = time.monotonic()
-            parts.source.start()
-            try:
-                await parts.stage.run()
-            finally:
-                parts.source.stop()
-                active.pop(cam.name, None)
-            st = parts.source.stats
-            frames_finished += st.frames_read
-            if stop.is_set():
-                return
-            if st.error is not None:  # the source has logged it, naming the file
-                outcomes.append(VideoOutcome(str(job.rel), "failed", error=st.error))
-                return
-            truth = truth_for(video_key(job.path.name), truths, fmt) if truths is not None and fmt else None
-            fps = st.nominal_fps or 30.0
-            try:
-                await asyncio.to_thread(
-                    write_outputs,
-                    job,
-                    got,
-                    fingerprint=fingerprint,
-                    cfg=cfg,
-                    frames=st.frames_read,
-                    fps=fps,
-                    truth=truth,
-                    pickles=pickles,
-                )
-            except OSError as exc:
-                log.error("%s: cannot write outputs: %s", job.rel, exc)
-                outcomes.append(VideoOutcome(str(job.rel), "failed", error=f"cannot write outputs: {exc}"))
-                return
-            outcomes.append(
-                VideoOutcome(str(job.rel), "done", time.monotonic() - started, st.frames_read, st.frames_read / fps)
-            )
-
-    async def report() -> None:
-        while True:
-            if progress is not None:
-                live = sum(p.source.stats.frames_read for p in list(active.values()))
-                progress(frames_finished + live, len(outcomes), len(jobs), sum(o.status == "failed" for o in outcomes))
-            await asyncio.sleep(0.5)
-
-    reporter = asyncio.create_task(report(), name="batch-progress")
-    tasks = [asyncio.create_task(one(i, job), name=f"video-{i}") for i, job in enumerate(todo)]
-    stopper = asyncio.create_task(stop.wait(), name="batch-stop")
-    try:
-        pending: set[asyncio.Task[Any]] = set(tasks)
-        while pending and not stop.is_set():
-            _, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
-            pending.discard(stopper)
-        if pending:  # interrupted: what is unfinished is simply not written, and done next time
-            for parts in list(active.values()):
-                parts.source.stop()
-            await asyncio.to_thread(worker.stop, 1.0)
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-    finally:
-        stopper.cancel()
-        reporter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reporter
-        await asyncio.to_thread(worker.stop, 1.0)
-    if progress is not None:
-        progress(frames_finished, len(outcomes), len(jobs), sum(o.status == "failed" for o in outcomes))
+    async with models:
+        run = _BatchRun(cfg, models, fingerprint, outcomes, pickles=pickles, truths=truths, fmt=fmt, stop=stop)
+        await run.run(todo, parallel=parallel, progress=progress, total=len(jobs))
     return BatchSummary(tuple(outcomes), time.monotonic() - t0, stop.is_set())
+
+
+class _BatchRun:
+    """The videos of one batch run through one started model client; outcomes are appended as they end."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        models: ModelClient,
+        fingerprint: str,
+        outcomes: list[VideoOutcome],
+        *,
+        pickles: bool,
+        truths: dict[str, VideoTruth] | None,
+        fmt: Format | None,
+        stop: asyncio.Event,
+    ) -> None:
+        self.cfg = cfg
+        self.models = models
+        self.judge = build_judge(cfg, models)
+        self.fingerprint = fingerprint
+        self.outcomes = outcomes
+        self.pickles = pickles
+        self.truths = truths
+        self.fmt = fmt
+        self.stop = stop
+        self.active: dict[str, CameraParts] = {}
+        self.frames_finished = 0
+
+    @property
+    def frames(self) -> int:
+        return self.frames_finished + sum(p.source.stats.frames_read for p in list(self.active.values()))
+
+    @property
+    def failed(self) -> int:
+        return sum(o.status == "failed" for o in self.outcomes)
+
+    async def process(self, i: int, job: VideoJob) -> VideoOutcome | None:
+        """One video through a camera stage, then its outputs; None when the run was stopped."""
+        cfg = self.cfg
+        got = Collected()
+        cam = cfg.new_camera(name=_camera_name(i, job.path), url=str(job.path), live=False)
+        parts = build_camera(
+            cam,
+            models=self.models,
+            judge=self.judge,
+            emit=got.emit,
+            image_max_side=cfg.model.image_max_side,
+            max_batch=cfg.model.max_batch,
+        )
+        self.active[cam.name] = parts
+        started = time.monotonic()
+        parts.source.start()
+        try:
+            await parts.stage.run()
+        finally:
+            parts.source.stop()
+            self.active.pop(cam.name, None)
+            self.frames_finished += parts.source.stats.frames_read
+        st = parts.source.stats
+        if self.stop.is_set():
+            return None
+        if st.error is not None:  # the source has logged it, naming the file
+            return VideoOutcome(str(job.rel), "failed", error=st.error)
+        truths, fmt = self.truths, self.fmt
+        truth = truth_for(video_key(job.path.name), truths, fmt) if truths is not None and fmt else None
+        fps = st.nominal_fps or 30.0
+        try:
+            await asyncio.to_thread(
+                write_outputs,
+                job,
+                got,
+                fingerprint=self.fingerprint,
+                cfg=cfg,
+                frames=st.frames_read,
+                fps=fps,
+                truth=truth,
+                pickles=self.pickles,
+            )
+        except OSError as exc:
+            log.error("%s: cannot write outputs: %s", job.rel, exc)
+            return VideoOutcome(str(job.rel), "failed", error=f"cannot write outputs: {exc}")
+        return VideoOutcome(str(job.rel), "done", time.monotonic() - started, st.frames_read, st.frames_read / fps)
+
+    async def one(self, i: int, job: VideoJob, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            if self.stop.is_set():
+                return
+            try:
+                outcome = await self.process(i, job)
+            except Exception as exc:
+                log.error("%s: processing failed: %r", job.rel, exc, exc_info=exc)
+                outcome = VideoOutcome(str(job.rel), "failed", error=f"processing failed: {exc!r}")
+            if outcome is not None:
+                self.outcomes.append(outcome)
+
+    async def run(
+        self, todo: list[VideoJob], *, parallel: int, progress: Callable[[int, int, int, int], None] | None, total: int
+    ) -> None:
+        async def report() -> None:
+            while True:
+                if progress is not None:
+                    progress(self.frames, len(self.outcomes), total, self.failed)
+                await asyncio.sleep(0.5)
+
+        slots = asyncio.Semaphore(max(1, parallel))
+        reporter = asyncio.create_task(report(), name="batch-progress")
+        tasks = [asyncio.create_task(self.one(i, job, slots), name=f"video-{i}") for i, job in enumerate(todo)]
+        stopper = asyncio.create_task(self.stop.wait(), name="batch-stop")
+        try:
+            pending: set[asyncio.Task[Any]] = set(tasks)
+            while pending and not self.stop.is_set():
+                _, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(stopper)
+            if pending:  # interrupted: what is unfinished is simply not written, and done next time
+                for parts in list(self.active.values()):
+                    parts.source.stop()
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            stopper.cancel()
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+        if progress is not None:
+            progress(self.frames_finished, len(self.outcomes), total, self.failed)
 
 
 def plan_jobs(video_dir: Path, out_dir: Path) -> list[VideoJob]:

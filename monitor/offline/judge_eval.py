@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections import defaultdict
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from monitor.metrics import average_precision, roc_auc
-from pipeline.backend import ModelBackend
+from monitor.offline.ranking import average_precision, roc_auc
+from pipeline.inference import ChatPrompt, ModelClient, ScoreRequest, ScoreResult
 from pipeline.judge import Calibration, JudgeSettings, Smoother, expected_score, judge_prompt
 
 
@@ -83,33 +84,34 @@ def window_texts(items: Sequence[Labelled], window: int) -> list[tuple[str, ...]
     return out
 
 
-def score_items(
-    backend: ModelBackend,
+async def score_items(
+    models: ModelClient,
     settings: JudgeSettings,
     items: Sequence[Labelled],
     *,
     window: int = 1,
-    batch_size: int = 8,
     context: str | None = None,
     calibration: Calibration | None = None,
     pool_layers: Sequence[int] = (),
     progress: Callable[[int], None] | None = None,
+    max_inflight: int = 256,
 ) -> tuple[npt.NDArray[np.float64], dict[int, npt.NDArray[np.float32]]]:
-    """The judge's score for every item (calibrated when given), in batches of forward passes, and the
-    pooled hidden states of ``pool_layers`` from the same passes."""
+    """The judge's score for every item (calibrated when given) and the pooled hidden states of
+    ``pool_layers``, from one forward pass per item; requests go out together, so the client batches."""
     prompts = [judge_prompt(settings, texts, context) for texts in window_texts(items, window)]
     layers = tuple(dict.fromkeys([*pool_layers, *([calibration.layer] if calibration is not None else [])]))
-    scores = np.empty(len(prompts), dtype=np.float64)
-    pooled: dict[int, list[npt.NDArray[np.float32]]] = {layer: [] for layer in layers}
-    for a in range(0, len(prompts), batch_size):
-        chunk = prompts[a : a + batch_size]
-        out = backend.judge_pass(chunk, settings.answers, layers)
-        scores[a : a + len(chunk)] = expected_score(out.probs)
-        for layer in layers:
-            pooled[layer].append(out.pooled[layer])
+    slots = asyncio.Semaphore(max_inflight)
+
+    async def one(prompt: ChatPrompt) -> ScoreResult:
+        async with slots:
+            result = await models.score(ScoreRequest(prompt, settings.answers, layers))
         if progress is not None:
-            progress(len(chunk))
-    stacked = {layer: np.concatenate(v) for layer, v in pooled.items()}
+            progress(1)
+        return result
+
+    results = await asyncio.gather(*(one(p) for p in prompts))
+    scores = np.asarray([expected_score(r.probs)[0] for r in results], dtype=np.float64)
+    stacked = {layer: np.stack([r.pooled[layer] for r in results]) for layer in layers}
     if calibration is not None:
         scores = np.asarray(calibration.score(stacked[calibration.layer], scores), dtype=np.float64)
     return scores, stacked

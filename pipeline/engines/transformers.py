@@ -1,4 +1,5 @@
-"""The Hugging Face transformers backend: any chat-templated image-text-to-text model or causal LM."""
+"""In-process Hugging Face transformers models for the batching engine: any chat-templated
+image-text-to-text model (frame descriptions) or causal LM (a text-only judge)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,23 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
-from pipeline.backend import ChatPrompt, JudgeOutput, ModelLoadError
-from pipeline.records import Image
+from pipeline.engines.batching import Prepared
+from pipeline.inference import (
+    ChatPrompt,
+    DescribeRequest,
+    DescribeResult,
+    ExplainResult,
+    ModelInfo,
+    ModelLoadError,
+    ModelRequest,
+    ScoreRequest,
+    ScoreResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +82,55 @@ def _explain_load_error(model: str, exc: BaseException) -> ModelLoadError:
     )
 
 
-class TransformersBackend:
-    """Loads a model through ``from_pretrained`` (hub id or local directory) and serves batched requests.
+class _ImageInput(Prepared):
+    """A frame and its prompt as processor outputs: per-token rows (1-D) and per-image tensors."""
+
+    __slots__ = ("images", "tokens")
+
+    def __init__(self, tokens: dict[str, torch.Tensor], images: dict[str, torch.Tensor]) -> None:
+        self.tokens = tokens
+        self.images = images
+
+
+class _JudgeInput(Prepared):
+    """A judge prompt split into its shared head (text and ids, "" when none) and its own tail ids."""
+
+    __slots__ = ("head", "head_ids", "tail_ids")
+
+    def __init__(self, head: str, head_ids: list[int], tail_ids: list[int]) -> None:
+        self.head = head
+        self.head_ids = head_ids
+        self.tail_ids = tail_ids
+
+
+class _TextInput(Prepared):
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+
+
+def _pad(rows: Sequence[torch.Tensor | list[int]], value: int, *, left: bool) -> torch.Tensor:
+    """Stack 1-D rows into a batch, padded with ``value`` on the left or the right."""
+    tensors = [r if isinstance(r, torch.Tensor) else torch.tensor(r, dtype=torch.long) for r in rows]
+    width = max(len(t) for t in tensors)
+    out = torch.full((len(tensors), width), value, dtype=tensors[0].dtype)
+    for i, t in enumerate(tensors):
+        if left:
+            out[i, width - len(t) :] = t
+        else:
+            out[i, : len(t)] = t
+    return out
+
+
+class TransformersModel:
+    """Loads a model through ``from_pretrained`` (hub id or local directory) and serves batches.
 
     Vision-language models (configs with a ``vision_config``) load with ``AutoProcessor`` and
     ``AutoModelForImageTextToText``; text-only models with ``AutoTokenizer`` and ``AutoModelForCausalLM``.
-    Batches are left-padded; decoding is greedy.
+    :meth:`prepare` runs on the engine's preparation thread (it only encodes, never pads, so the fast
+    tokenizer is never reconfigured while the model thread decodes); batches are padded on the left for
+    generation. Decoding is greedy.
     """
 
     def __init__(
@@ -138,6 +191,7 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._pad_id = int(self.tokenizer.pad_token_id)
         has_template = bool(getattr(self.tokenizer, "chat_template", None)) or bool(
             getattr(self.processor, "chat_template", None)
         )
@@ -146,8 +200,16 @@ class TransformersBackend:
         self.use_chat_template = has_template and chat_template != "never"
         self._answer_ids: dict[tuple[str, ...], list[list[int]]] = {}
         self._prefixes: dict[str, tuple[int, Any]] = {}
-        self._fingerprint: str | None = None
         self._eos = self._eos_ids()
+        text_cfg = self.model.config.get_text_config()
+        self._info = ModelInfo(
+            name=self._name,
+            fingerprint=self._fingerprint(),
+            images=self._vision,
+            hidden_states=True,
+            num_layers=int(text_cfg.num_hidden_layers),
+            hidden_size=int(text_cfg.hidden_size),
+        )
         log.info(
             "loaded %s (%s, %s on %s) in %.1f s",
             self._name,
@@ -158,25 +220,18 @@ class TransformersBackend:
         )
 
     @property
-    def name(self) -> str:
-        return self._name
+    def info(self) -> ModelInfo:
+        return self._info
 
-    @property
-    def supports_images(self) -> bool:
-        return self._vision
-
-    @property
-    def fingerprint(self) -> str:
+    def _fingerprint(self) -> str:
         """Hash of the architecture's sizes and the first rows of the input embeddings."""
-        if self._fingerprint is None:
-            import hashlib
+        import hashlib
 
-            cfg = self.model.config.get_text_config()
-            emb = self.model.get_input_embeddings().weight[:16].detach().float().cpu().numpy()
-            h = hashlib.sha256(f"{cfg.hidden_size}/{cfg.num_hidden_layers}/{cfg.vocab_size}".encode())
-            h.update(np.ascontiguousarray(emb).tobytes())
-            self._fingerprint = h.hexdigest()[:16]
-        return self._fingerprint
+        cfg = self.model.config.get_text_config()
+        emb = self.model.get_input_embeddings().weight[:16].detach().float().cpu().numpy()
+        h = hashlib.sha256(f"{cfg.hidden_size}/{cfg.num_hidden_layers}/{cfg.vocab_size}".encode())
+        h.update(np.ascontiguousarray(emb).tobytes())
+        return h.hexdigest()[:16]
 
     def _eos_ids(self) -> list[int]:
         ids: set[int] = set()
@@ -219,60 +274,9 @@ class TransformersBackend:
         head = text[: at + len(fixed)].rstrip()
         return head, text[len(head) :]
 
-    def _prefix_cache(self, head: str) -> tuple[int, Any]:
-        """Token count and KV cache of a fixed head, computed once (a few heads are kept)."""
-        found = self._prefixes.get(head)
-        if found is None:
-            ids = self.tokenizer(head, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
-            out = self.model.model(input_ids=ids, use_cache=True)
-            found = (int(ids.shape[1]), out.cache)
-            self._prefixes[head] = found
-            while len(self._prefixes) > 8:
-                self._prefixes.pop(next(iter(self._prefixes)))
-        return found
-
-    def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.model.lm_head(hidden).float()
-        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
-
-    def _forward_last(
-        self, heads: Sequence[str], tails: Sequence[str], pool_layers: Sequence[int]
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Logits at each prompt's last token and mean-pooled tail hidden states, for prompts that share one
-        head (its cache reused) or none (``heads[0] == ""``)."""
-        head = heads[0]
-        past, n_head = None, 0
-        if head:
-            n_head, cached = self._prefix_cache(head)
-            past = copy.deepcopy(cached)
-            past.batch_repeat_interleave(len(tails))
-        enc = self.tokenizer(
-            list(tails), return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
-        )
-        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-        full_mask = torch.cat([torch.ones(len(tails), n_head, dtype=mask.dtype, device=self.device), mask], dim=1)
-        out = self.model.model(
-            input_ids=ids,
-            attention_mask=full_mask,
-            cache=past,
-            use_cache=past is not None,
-            output_hidden_states=bool(pool_layers),
-        )
-        last = mask.sum(dim=1) - 1
-        rows = torch.arange(len(tails), device=self.device)
-        logits = self._head_logits(out.last_hidden_state[rows, last])
-        pooled = {}
-        weights = (mask / mask.sum(dim=1, keepdim=True)).unsqueeze(-1).to(out.last_hidden_state.dtype)
-        for layer in pool_layers:
-            pooled[layer] = (out.hidden_states[layer] * weights).sum(dim=1).float()
-        return logits, pooled
-
-    def _encode_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    def _ids(self, text: str) -> list[int]:
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
 
     def answer_token_ids(self, answers: Sequence[str]) -> list[list[int]]:
         """For each answer, the single-token spellings the model may use for it.
@@ -288,7 +292,7 @@ class TransformersBackend:
                 core = answer.strip()
                 ids: list[int] = []
                 for variant in dict.fromkeys([answer, core, " " + core, core.capitalize(), " " + core.capitalize()]):
-                    toks = self.tokenizer(variant, add_special_tokens=False)["input_ids"]
+                    toks = self._ids(variant)
                     if len(toks) == 1 and toks[0] not in ids:
                         ids.append(toks[0])
                 if not ids:
@@ -300,74 +304,146 @@ class TransformersBackend:
             self._answer_ids[key] = groups
         return self._answer_ids[key]
 
-    # -- the three operations ----------------------------------------------------------------------
+    # -- preparation (any thread but the model's) --------------------------------------------------
 
-    @torch.inference_mode()
-    def describe(self, images: Sequence[Image], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    def prepare(self, request: ModelRequest) -> Prepared:
+        """Encode one request: the processor's image work and tokenisation, no padding."""
+        if isinstance(request, DescribeRequest):
+            return self._prepare_image(request)
+        if isinstance(request, ScoreRequest):
+            self.answer_token_ids(request.answers)  # cached for the model thread; fails early if invalid
+            head, tail = self.split_fixed(request.prompt)
+            return _JudgeInput(head, self._ids(head) if head else [], self._ids(tail))
+        return _TextInput(self._ids(self.render(request.prompt)))
+
+    def _prepare_image(self, request: DescribeRequest) -> _ImageInput:
         if not self._vision:
             raise RuntimeError(f"{self._name} is a text-only model and cannot describe images")
         from PIL import Image as PILImage
 
-        texts = [
-            self.processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}],
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            for p in prompts
-        ]
-        pil = [[PILImage.fromarray(img)] for img in images]
-        inputs = self.processor(text=texts, images=pil, return_tensors="pt", padding=True).to(self.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
-        return self._greedy(dict(inputs), max_new_tokens)
+        text = self.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt}]}],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        enc = self.processor(text=[text], images=[[PILImage.fromarray(request.image)]], return_tensors="pt")
+        tokens = {k: v[0] for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        images = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in enc.items() if k not in tokens}
+        return _ImageInput(tokens, images)
 
-    def _greedy(self, inputs: dict[str, Any], max_new_tokens: int) -> list[str]:
+    # -- the model thread --------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def describe(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[DescribeResult]:
+        items = [_expect(p, _ImageInput) for p in batch]
+        inputs: dict[str, torch.Tensor] = {
+            k: _pad([it.tokens[k] for it in items], self._pad_id if k == "input_ids" else 0, left=True)
+            for k in items[0].tokens
+        }
+        for k in items[0].images:
+            inputs[k] = torch.cat([it.images[k] for it in items])
+        return [DescribeResult(t) for t in self._greedy(inputs, max_new_tokens)]
+
+    @torch.inference_mode()
+    def explain(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[ExplainResult]:
+        rows = [_expect(p, _TextInput).ids for p in batch]
+        ids = _pad(rows, self._pad_id, left=True)
+        mask = _pad([[1] * len(r) for r in rows], 0, left=True)
+        return [ExplainResult(t) for t in self._greedy({"input_ids": ids, "attention_mask": mask}, max_new_tokens)]
+
+    def _greedy(self, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> list[str]:
         """Greedy decoding of a left-padded batch; the new text of each row, stripped."""
+        on_device = {k: v.to(self.device) for k, v in inputs.items()}
         out = self.model.generate(
-            **inputs,
+            **on_device,
             max_new_tokens=max_new_tokens,
             do_sample=False,
             eos_token_id=self._eos,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=self._pad_id,
             top_p=None,
             top_k=None,
         )
-        new = out[:, inputs["input_ids"].shape[1] :]
+        new = out[:, on_device["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
-    def answer_probs(self, prompts: Sequence[ChatPrompt], answers: Sequence[str]) -> npt.NDArray[np.float64]:
-        return self.judge_pass(prompts, answers).probs
+    def _prefix_cache(self, head: str, head_ids: list[int]) -> tuple[int, Any]:
+        """Token count and KV cache of a fixed head, computed once (a few heads are kept)."""
+        found = self._prefixes.get(head)
+        if found is None:
+            ids = torch.tensor([head_ids], dtype=torch.long, device=self.device)
+            out = self.model.model(input_ids=ids, use_cache=True)
+            found = (len(head_ids), out.cache)
+            self._prefixes[head] = found
+            while len(self._prefixes) > 8:
+                self._prefixes.pop(next(iter(self._prefixes)))
+        return found
+
+    def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model.lm_head(hidden).float()
+        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def _forward_last(
+        self, items: Sequence[_JudgeInput], pool_layers: Sequence[int]
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Logits at each prompt's last token and mean-pooled tail hidden states, for prompts that share one
+        head (its cache reused) or none (``head == ""``). Tails are padded on the right, after the head."""
+        head = items[0].head
+        past, n_head = None, 0
+        if head:
+            n_head, cached = self._prefix_cache(head, items[0].head_ids)
+            past = copy.deepcopy(cached)
+            past.batch_repeat_interleave(len(items))
+        rows = [it.tail_ids for it in items]
+        ids = _pad(rows, self._pad_id, left=False).to(self.device)
+        mask = _pad([[1] * len(r) for r in rows], 0, left=False).to(self.device)
+        full_mask = torch.cat([torch.ones(len(items), n_head, dtype=mask.dtype, device=self.device), mask], dim=1)
+        out = self.model.model(
+            input_ids=ids,
+            attention_mask=full_mask,
+            cache=past,
+            use_cache=past is not None,
+            output_hidden_states=bool(pool_layers),
+        )
+        last = mask.sum(dim=1) - 1
+        batch_rows = torch.arange(len(items), device=self.device)
+        logits = self._head_logits(out.last_hidden_state[batch_rows, last])
+        pooled = {}
+        weights = (mask / mask.sum(dim=1, keepdim=True)).unsqueeze(-1).to(out.last_hidden_state.dtype)
+        for layer in pool_layers:
+            pooled[layer] = (out.hidden_states[layer] * weights).sum(dim=1).float()
+        return logits, pooled
 
     @torch.inference_mode()
-    def judge_pass(
-        self, prompts: Sequence[ChatPrompt], answers: Sequence[str], pool_layers: Sequence[int] = ()
-    ) -> JudgeOutput:
+    def score(self, batch: Sequence[Prepared], answers: Sequence[str], pool_layers: Sequence[int]) -> list[ScoreResult]:
         """One forward pass per group of prompts sharing a fixed head, whose KV cache is computed once and
         reused; the answer distribution is read at each prompt's last token."""
+        items = [_expect(p, _JudgeInput) for p in batch]
         groups = self.answer_token_ids(answers)
-        n_layers = self.model.config.get_text_config().num_hidden_layers
         for layer in pool_layers:
-            if not 0 <= layer <= n_layers:
-                raise ValueError(f"layer {layer} is not in 0..{n_layers} for {self._name}")
-        splits = [self.split_fixed(p) for p in prompts]
+            if not 0 <= layer <= self._info.num_layers:
+                raise ValueError(f"layer {layer} is not in 0..{self._info.num_layers} for {self._name}")
         by_head: dict[str, list[int]] = {}
-        for i, (head, _) in enumerate(splits):
-            by_head.setdefault(head, []).append(i)
-        probs = np.zeros((len(prompts), len(groups)), dtype=np.float64)
-        pooled = {
-            layer: np.zeros((len(prompts), self.model.config.get_text_config().hidden_size), np.float32)
-            for layer in pool_layers
-        }
-        for head, idxs in by_head.items():
-            logits, pools = self._forward_last([head] * len(idxs), [splits[i][1] for i in idxs], pool_layers)
+        for i, it in enumerate(items):
+            by_head.setdefault(it.head, []).append(i)
+        probs = np.zeros((len(items), len(groups)), dtype=np.float64)
+        pooled = {layer: np.zeros((len(items), self._info.hidden_size), np.float32) for layer in pool_layers}
+        for idxs in by_head.values():
+            logits, pools = self._forward_last([items[i] for i in idxs], pool_layers)
             logp = torch.log_softmax(logits, dim=-1)
             per_answer = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in groups], dim=-1)
             probs[idxs] = torch.softmax(per_answer, dim=-1).cpu().numpy()  # renormalised over the answers
             for layer, values in pools.items():
                 pooled[layer][idxs] = values.cpu().numpy()
-        return JudgeOutput(probs, pooled)
+        return [ScoreResult(probs[i], {k: v[i] for k, v in pooled.items()}) for i in range(len(items))]
 
-    @torch.inference_mode()
-    def generate(self, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:
-        return self._greedy(self._encode_texts([self.render(p) for p in prompts]), max_new_tokens)
+
+P = TypeVar("P", bound=Prepared)
+
+
+def _expect(prepared: Prepared, kind: type[P]) -> P:
+    if not isinstance(prepared, kind):
+        raise TypeError(f"expected {kind.__name__} inputs, got {type(prepared).__name__}")
+    return prepared

@@ -1,0 +1,19 @@
+"""``[outputs]``: the results folder and how records are buffered and reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from pipeline.settings import Settings
+
+
+class OutputConfig(Settings):
+    """Where results go."""
+
+    dir: Path = Field(Path("runs/latest"), title="Folder for JSON lines and snapshots")
+    jsonl: bool = Field(True, title="Write results.jsonl: one line per description, score and event change")
+    log_descriptions: bool = Field(False, title="Log every description at INFO (scores and events always are)")
+    status_interval_s: float = Field(5.0, gt=0, le=3600, title="How often camera status is reported")
+    sink_queue_size: int = Field(1000, ge=1, le=1_000_000, title="Records buffered per sink before dropping")

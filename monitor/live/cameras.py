@@ -1,0 +1,95 @@
+"""One camera's parts: decode thread, frame queue and pipeline stage, built from its merged settings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline.camera import CameraPipeline, CameraSettings
+from pipeline.inference import ModelClient
+from pipeline.judge import Judge
+from pipeline.queues import ThreadToAsyncQueue
+from pipeline.records import CameraStatus, Frame, Record
+from pipeline.sampling import FrameSampler
+from pipeline.sources import VideoSource
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSummary:
+    """What happened on one camera during a run."""
+
+    camera: str
+    frames_read: int
+    frames_sampled: int
+    frames_gated: int
+    frames_dropped: int
+    described: int
+    windows: int
+    events: int
+    errors: int
+    source_error: str | None
+
+
+class CameraParts:
+    """One camera's decode thread, frame queue and pipeline stage; its status and summary."""
+
+    def __init__(self, source: VideoSource, frames: ThreadToAsyncQueue[Frame], stage: CameraPipeline) -> None:
+        self.source = source
+        self.frames = frames
+        self.stage = stage
+
+    @property
+    def name(self) -> str:
+        return self.stage.camera
+
+    def status(self) -> CameraStatus:
+        st = self.source.stats
+        return CameraStatus(
+            camera=self.name,
+            wall_time=time.time(),
+            connected=st.connected,
+            fps=st.fps,
+            frames_read=st.frames_read,
+            frames_sampled=st.frames_sampled,
+            frames_gated=self.stage.counters.gated,
+            frames_dropped=self.frames.dropped,
+            queue_depth=len(self.frames),
+            error=st.error,
+        )
+
+    def summary(self) -> CameraSummary:
+        """The camera's figures; ``source_error`` only for a file that could not be read through."""
+        st, c = self.source.stats, self.stage.counters
+        return CameraSummary(
+            camera=self.name,
+            frames_read=st.frames_read,
+            frames_sampled=st.frames_sampled,
+            frames_gated=c.gated,
+            frames_dropped=self.frames.dropped,
+            described=c.described,
+            windows=c.windows,
+            events=c.events,
+            errors=c.errors,
+            source_error=None if self.source.live else st.error,
+        )
+
+
+def build_camera(
+    cam: CameraSettings,
+    *,
+    models: ModelClient,
+    judge: Judge,
+    emit: Callable[[Record], None],
+    image_max_side: int,
+    max_batch: int,
+) -> CameraParts:
+    """A camera's decode thread, frame queue and pipeline stage (not started); call on the event loop."""
+    frames: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(
+        maxsize=cam.queue_size, policy=cam.queue_policy, loop=asyncio.get_running_loop()
+    )
+    source = VideoSource(cam, sampler=FrameSampler(cam.sampling), queue=frames, image_max_side=image_max_side)
+    # Two batches in flight per camera: one running, the next one ready.
+    stage = CameraPipeline(cam, frames=frames, models=models, judge=judge, emit=emit, max_inflight=2 * max_batch)
+    return CameraParts(source, frames, stage)

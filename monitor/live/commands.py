@@ -1,0 +1,157 @@
+"""The live application's commands: ``monitor run``, ``check-config``, ``events`` and ``events show``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from monitor.config import AppConfig, load
+from monitor.env import secrets_to_hide
+from monitor.live.monitor import Monitor, RunSummary
+from monitor.live.sinks import build_sinks
+from monitor.logs import setup_logging
+from monitor.models import build_client
+from monitor.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail, load_config, with_overrides
+from pipeline.redaction import redact_url
+from sinks.event_store import EventStore
+
+log = logging.getLogger("monitor")
+
+
+def _existing_files(cfg: AppConfig) -> AppConfig:
+    """Report file sources that do not exist (one line each) and leave them out."""
+    keep = []
+    for cam in cfg.cameras:
+        if not cam.is_live and not Path(cam.url).is_file():
+            what = "is a directory, not a video file" if Path(cam.url).is_dir() else "file not found"
+            log.error("camera %r: %s: %s", cam.name, cam.url, what)
+        else:
+            keep.append(cam)
+    return cfg.replace(cameras=tuple(keep))
+
+
+def run(
+    *,
+    config: Path | None,
+    sources: Sequence[str] | None = None,
+    model: str | None = None,
+    judge_model: str | None = None,
+    output: Path | None = None,
+    max_seconds: float | None = None,
+    log_level: str | None = None,
+    console: bool = False,
+    span_s: float = 300.0,
+    hours: float = 1.0,
+) -> int:
+    """``monitor run``: every camera through the models until interrupted, ``max_seconds`` or the end of
+    its files. Exit status 0 done, 1 a source could not be read or a part of the monitor failed."""
+    cfg = with_overrides(load_config(config), model=model, judge_model=judge_model, sources=sources, output=output)
+    setup_logging(log_level or cfg.log_level, secrets_to_hide(c.url for c in cfg.cameras))
+    if not cfg.cameras:
+        return fail("no cameras: add [[cameras]] to the config or pass --source URL_OR_PATH")
+    requested = len(cfg.cameras)
+    cfg = _existing_files(cfg)
+    if not cfg.cameras:
+        return fail("none of the sources can be read")
+    sinks, mqtt = build_sinks(cfg)
+    monitor = Monitor(cfg, models=build_client(cfg), sinks=sinks, max_seconds=max_seconds)
+    if cfg.prometheus.port is not None:
+        from monitor.live.prometheus import MonitorCollector, serve
+
+        serve(MonitorCollector(monitor, mqtt), cfg.prometheus.port, cfg.prometheus.address)
+
+    def outcome(summary: RunSummary) -> int:
+        bad = summary.failed or summary.crashed or len(summary.cameras) < requested
+        return EXIT_FAILED if bad else EXIT_OK
+
+    if console:
+        from monitor.console.feed import ConsoleFeed
+        from monitor.console.launch import ConsoleSink, run_with_pipeline
+
+        feed = ConsoleFeed()
+        monitor.sinks = [*sinks, ConsoleSink(feed)]
+        history = cfg.store.path if cfg.store.enabled and cfg.store.path.is_file() else None
+        summary = run_with_pipeline(
+            monitor.run, feed, threshold=cfg.alerting.threshold, span_s=span_s, history=history, hours=hours
+        )
+        return outcome(summary)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signame: str) -> None:
+            if stop.is_set():
+                log.warning("second %s: exiting now", signame)
+                os._exit(EXIT_INTERRUPTED)
+            log.info("%s received: shutting down", signame)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        return outcome(await monitor.run(stop))
+
+    return asyncio.run(main())
+
+
+def check_config(path: Path) -> int:
+    """``monitor check-config``: validate a configuration and summarise it."""
+    cfg = load(path)
+    print(f"{path}: OK")
+    m = cfg.model
+    print(f"  model: {m.id} ({m.backend}, device {m.device}, dtype {m.dtype}, batch {m.max_batch})")
+    print(f"  judge: {cfg.judge.model or 'the model itself'}")
+    print(f"  windows: size {cfg.windows.size}, stride {cfg.windows.stride}; alert threshold {cfg.alerting.threshold}")
+    for cam in cfg.cameras:
+        kind = "live" if cam.is_live else ("file, paced" if cam.realtime else "file")
+        print(f"  camera {cam.name}: {redact_url(cam.url)} ({kind})")
+    return EXIT_OK
+
+
+def _open_history(config: Path | None, db: Path | None) -> EventStore:
+    """The event store of ``db`` or of the configuration, read-only; FileNotFoundError if there is none."""
+    return EventStore(db if db is not None else load_config(config).store.path, readonly=True)
+
+
+def events(
+    *,
+    config: Path | None,
+    db: Path | None,
+    camera: str | None,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+) -> int:
+    """``monitor events``: the events of the history, as a table, JSON or CSV."""
+    from monitor.live.history import parse_time, render
+
+    try:
+        since_t = parse_time(since) if since else None
+        until_t = parse_time(until) if until else None
+        store = _open_history(config, db)
+    except (ValueError, FileNotFoundError) as exc:
+        return fail(str(exc))
+    with contextlib.closing(store):
+        print(render(store.events(camera=camera, since=since_t, until=until_t), fmt))
+    return EXIT_OK
+
+
+def event_show(*, config: Path | None, db: Path | None, event_id: str, snapshot: Path | None) -> int:
+    """``monitor events show ID``: one event with its descriptions; writes its snapshot."""
+    from monitor.live.history import show
+
+    try:
+        store = _open_history(config, db)
+    except FileNotFoundError as exc:
+        return fail(str(exc))
+    with contextlib.closing(store):
+        event = store.event(event_id)
+        if event is None:
+            return fail(f"no event {event_id!r} in {store.path} (or the prefix is not unique)", EXIT_FAILED)
+        print(show(store, event, snapshot if snapshot is not None else Path(f"{event.id}.jpg")))
+    return EXIT_OK

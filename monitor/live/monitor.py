@@ -1,0 +1,192 @@
+"""The live monitor: every configured camera through one model client, results out to the sinks.
+
+The monitor owns its tasks: a camera stage that fails is logged at once and stops the run (exit status
+1); the model engine dying does the same; the status reporter is restarted; each sink runner is
+supervised by the sink hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monitor.config import AppConfig
+from monitor.live.cameras import CameraParts, CameraSummary, build_camera
+from monitor.models import build_judge
+from pipeline.camera import CameraCounters
+from pipeline.inference import EngineStats, ModelClient
+from pipeline.judge import Judge
+from pipeline.records import CameraStatus
+from pipeline.supervision import restarting
+from sinks.base import Sink, SinkHub, SinkRunner
+
+log = logging.getLogger(__name__)
+
+ENGINE_CHECK_S = 1.0
+"""How often the run looks at the model engine's health."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """The outcome of :meth:`Monitor.run`."""
+
+    cameras: tuple[CameraSummary, ...]
+    seconds: float
+    stopped: bool
+    """True when the run was interrupted (signal, time limit or a failure) before its files ended."""
+    crashed: tuple[str, ...] = ()
+    """Parts of the monitor that failed and stopped the run (a camera stage, the model engine)."""
+
+    @property
+    def failed(self) -> tuple[CameraSummary, ...]:
+        """Cameras whose file source could not be read through."""
+        return tuple(c for c in self.cameras if c.source_error is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStats:
+    """A view of the running monitor's counters."""
+
+    cameras: list[tuple[CameraStatus, CameraCounters]]
+    engine: EngineStats
+    sinks: list[SinkRunner]
+
+
+class Monitor:
+    """Runs every configured camera through one model client (which serves the judge too)."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        *,
+        models: ModelClient,
+        sinks: Sequence[Sink],
+        judge: Judge | None = None,
+        max_seconds: float | None = None,
+        drain_timeout_s: float = 2.0,
+    ) -> None:
+        if not cfg.cameras:
+            raise ValueError("no cameras configured: add [[cameras]] to the config or pass --source")
+        if models.describer is None or not models.describer.images:
+            name = models.judge.name if models.describer is None else models.describer.name
+            raise ValueError(f"model {name!r} cannot describe images: configure a vision-language model")
+        self.cfg = cfg
+        self.models = models
+        self.sinks = sinks
+        self.judge = judge
+        self.max_seconds = max_seconds
+        self.drain_timeout_s = drain_timeout_s
+        self._cameras: list[CameraParts] = []
+        self._hub: SinkHub | None = None
+
+    def live_stats(self) -> LiveStats:
+        """The running monitor's counters (for the metrics endpoint); empty before :meth:`run`."""
+        return LiveStats(
+            cameras=[(c.status(), c.stage.counters) for c in self._cameras],
+            engine=self.models.stats,
+            sinks=[] if self._hub is None else list(self._hub.runners),
+        )
+
+    async def run(self, stop: asyncio.Event | None = None) -> RunSummary:
+        """Run until every file source has ended, ``stop`` is set, ``max_seconds`` have passed or a part of
+        the monitor fails."""
+        cfg = self.cfg
+        stop = stop or asyncio.Event()
+        t0 = time.monotonic()
+        interrupted = False
+        crashed: list[str] = []
+        async with SinkHub(self.sinks, maxsize=cfg.outputs.sink_queue_size) as hub:
+            self._hub = hub
+            async with self.models:
+                judge = self.judge or build_judge(cfg, self.models)
+                cameras = self._cameras = [
+                    build_camera(
+                        cam,
+                        models=self.models,
+                        judge=judge,
+                        emit=hub.publish,
+                        image_max_side=cfg.model.image_max_side,
+                        max_batch=cfg.model.max_batch,
+                    )
+                    for cam in cfg.cameras
+                ]
+                for c in cameras:
+                    c.source.start()
+                stages = {asyncio.create_task(c.stage.run(), name=f"camera-{c.name}"): c for c in cameras}
+                status_task = asyncio.create_task(
+                    restarting("camera status reporter", lambda: self._report_status(cameras, hub)), name="status"
+                )
+                stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
+                try:
+                    remaining = set(stages)
+                    deadline = None if self.max_seconds is None else t0 + self.max_seconds
+                    while remaining and not stop.is_set() and not crashed:
+                        timeout = (
+                            ENGINE_CHECK_S if deadline is None else min(ENGINE_CHECK_S, deadline - time.monotonic())
+                        )
+                        done, _ = await asyncio.wait(
+                            remaining | {stop_task}, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
+                        )
+                        for task in remaining & done:
+                            exc = None if task.cancelled() else task.exception()
+                            if exc is not None:
+                                name = stages[task].name
+                                log.error("camera %r: its stage failed: %r; stopping the run", name, exc, exc_info=exc)
+                                crashed.append(f"camera {name}")
+                        remaining -= done
+                        failure = self.models.failure
+                        if failure is not None:
+                            log.error("the model engine failed (%r); stopping the run", failure)
+                            crashed.append("model engine")
+                        if deadline is not None and time.monotonic() >= deadline:
+                            log.info("time limit of %.0f s reached", self.max_seconds)
+                            break
+                    interrupted = bool(remaining)
+                    if remaining:
+                        await self._shutdown(cameras, remaining)
+                finally:
+                    stop_task.cancel()
+                    status_task.cancel()
+                    for c in cameras:
+                        c.source.stop()
+            for c in cameras:
+                hub.publish(c.status())
+        summary = RunSummary(
+            cameras=tuple(c.summary() for c in cameras),
+            seconds=time.monotonic() - t0,
+            stopped=interrupted,
+            crashed=tuple(crashed),
+        )
+        for cs in summary.cameras:
+            log.info(
+                "%s: %d frames read, %d sampled, %d described, %d gated, %d dropped, %d windows, %d events%s",
+                cs.camera,
+                cs.frames_read,
+                cs.frames_sampled,
+                cs.described,
+                cs.frames_gated,
+                cs.frames_dropped,
+                cs.windows,
+                cs.events,
+                f"; FAILED: {cs.source_error}" if cs.source_error else "",
+            )
+        return summary
+
+    async def _shutdown(self, cameras: list[CameraParts], remaining: set[asyncio.Task[None]]) -> None:
+        """Stop sources, let the stages drain briefly, then cancel what is left (its model requests too)."""
+        for c in cameras:
+            c.source.stop()
+        _, still = await asyncio.wait(remaining, timeout=self.drain_timeout_s)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=2.0)
+
+    async def _report_status(self, cameras: list[CameraParts], hub: SinkHub) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.outputs.status_interval_s)
+            for c in cameras:
+                hub.publish(c.status())

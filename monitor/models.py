@@ -1,0 +1,82 @@
+"""The one factory of models: ``[model] backend`` and ``[judge] backend`` decide what a command gets.
+
+Every command asks here for what it needs (a client that describes and judges, or a judge alone) and
+gets a :class:`~pipeline.inference.ModelClient`; nothing else builds models.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from monitor.config import AppConfig
+from monitor.env import hf_token
+from pipeline.calibration import JudgeCalibration
+from pipeline.engines.batching import BatchingEngine, BatchModel
+from pipeline.inference import ModelClient, ModelInfo
+from pipeline.judge import Judge
+
+log = logging.getLogger(__name__)
+
+
+def batching_engine(cfg: AppConfig, describer: BatchModel | None, judge: BatchModel | None = None) -> BatchingEngine:
+    """The in-process engine over loaded models, batching as ``[model]`` says (not started)."""
+    return BatchingEngine(
+        describer, judge=judge, max_batch=cfg.model.max_batch, max_wait_ms=cfg.model.max_wait_ms, name="model"
+    )
+
+
+def _transformers(model_id: str, cfg: AppConfig, *, judge: bool) -> BatchModel:
+    from pipeline.engines.transformers import TransformersModel
+
+    m, j = cfg.model, cfg.judge
+    own = judge and j.model is not None
+    return TransformersModel(
+        model_id,
+        device=(j.device or m.device) if own else m.device,
+        dtype=(j.dtype or m.dtype) if own else m.dtype,
+        revision=j.revision if own else m.revision,
+        attn_implementation=m.attn_implementation,
+        token=hf_token(),
+        chat_template=j.chat_template if judge or j.model is None else "auto",
+    )
+
+
+def build_client(cfg: AppConfig, *, describe: bool = True) -> ModelClient:
+    """Load what a command needs: the vision-language model (``describe``) and the judge, which is the VLM
+    itself unless ``[judge] model`` names another one. Raises ModelLoadError."""
+    m, j = cfg.model, cfg.judge
+    describer = _transformers(m.id, cfg, judge=False) if describe else None
+    if j.model is None and describer is not None:
+        return batching_engine(cfg, describer)
+    judge = _transformers(j.model or m.id, cfg, judge=True)
+    return batching_engine(cfg, describer, judge)
+
+
+def load_calibration(cfg: AppConfig, judge: ModelInfo) -> JudgeCalibration | None:
+    """The configured calibration if it was fitted for this judge model; else None (with a warning)."""
+    path = cfg.judge.calibration
+    if path is None:
+        return None
+    cal = JudgeCalibration.load(path)
+    if cal.fingerprint and cal.fingerprint != judge.fingerprint:
+        log.warning(
+            "judge calibration %s was fitted for %s, not for the judge %s: scoring without it",
+            path,
+            cal.model,
+            judge.name,
+        )
+        return None
+    if cal.prompt and cal.prompt != cfg.judge.prompt_hash:
+        log.warning(
+            "judge calibration %s was fitted with another judge prompt: scoring without it "
+            "(run monitor calibrate-judge again)",
+            path,
+        )
+        return None
+    log.info("judge calibrated by %s (layer %d)", path, cal.layer)
+    return cal
+
+
+def build_judge(cfg: AppConfig, models: ModelClient) -> Judge:
+    """The judge stage over a model client, with the configured score cache and calibration."""
+    return Judge(models, cache_size=cfg.judge.cache_size, calibration=load_calibration(cfg, models.judge))

@@ -1,0 +1,274 @@
+"""The offline commands: ``monitor batch``, ``eval``, ``report``, ``eval-judge`` and ``calibrate-judge``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from monitor.config import AppConfig
+from monitor.env import secrets_to_hide
+from monitor.logs import setup_logging
+from monitor.models import build_client, load_calibration
+from monitor.offline.annotations import AnnotationError, Format, read_annotations
+from monitor.offline.judge_eval import read_labelled, report, score_items, smooth_by_video
+from monitor.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail, load_config, with_overrides
+
+
+def batch(
+    *,
+    video_dir: Path,
+    output: Path | None,
+    config: Path | None,
+    model: str | None,
+    judge_model: str | None,
+    parallel: int,
+    pickle: bool,
+    annotations: Path | None,
+    fmt: Format,
+    log_level: str | None,
+) -> int:
+    """``monitor batch``: the live engine over every video of a folder. Exit status 0 all done, 1 some
+    video failed, 130 interrupted (run it again to continue)."""
+    from monitor.offline.batch import (
+        BatchSummary,
+        VideoOutcome,
+        estimate_frames,
+        plan_jobs,
+        run_batch,
+        settings_fingerprint,
+        write_summary,
+    )
+
+    cfg = with_overrides(load_config(config), model=model, judge_model=judge_model)
+    setup_logging(log_level or cfg.log_level, secrets_to_hide(()))
+    if not video_dir.is_dir():
+        return fail(f"{video_dir}: not a folder")
+    out_dir = output if output is not None else video_dir.with_name(video_dir.name + "-results")
+    truths = None
+    if annotations is not None:
+        try:
+            truths = read_annotations(annotations, fmt)
+        except AnnotationError as exc:
+            return fail(str(exc))
+    jobs = plan_jobs(video_dir, out_dir)
+    if not jobs:
+        return fail(f"{video_dir}: no videos found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = settings_fingerprint(cfg)
+    if all(job.done_with(fingerprint) for job in jobs):  # nothing to do: no need to load the model
+        write_summary(out_dir, BatchSummary(tuple(VideoOutcome(str(j.rel), "skipped") for j in jobs), 0.0, False))
+        print(f"all {len(jobs)} videos are already done with these settings; outputs in {out_dir}", file=sys.stderr)
+        return EXIT_OK
+    for job in jobs:
+        job.estimate = None if job.done_with(fingerprint) else estimate_frames(job.path)
+    total = sum(j.estimate or 0 for j in jobs) or None
+    models = build_client(cfg)
+
+    async def main() -> BatchSummary:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        with tqdm(total=total, unit="frame", desc="frames", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
+
+            def progress(frames: int, done: int, of: int, failed: int) -> None:
+                bar.n = frames
+                bar.set_postfix_str(f"videos {done}/{of}" + (f", {failed} failed" if failed else ""), refresh=False)
+                bar.refresh()
+
+            return await run_batch(
+                cfg,
+                jobs,
+                models=models,
+                parallel=parallel,
+                pickles=pickle,
+                truths=truths,
+                fmt=fmt,
+                progress=progress,
+                stop=stop,
+            )
+
+    summary = asyncio.run(main())
+    write_summary(out_dir, summary)
+    done = [o for o in summary.outcomes if o.status == "done"]
+    skipped = [o for o in summary.outcomes if o.status == "skipped"]
+    footage = sum(o.duration for o in done)
+    print(
+        f"{len(done)} videos processed ({footage / 60:.1f} min of footage in {summary.seconds / 60:.1f} min), "
+        f"{len(skipped)} already done, {len(summary.failed)} failed; outputs in {out_dir}",
+        file=sys.stderr,
+    )
+    for o in summary.failed:
+        print(f"failed: {o.video}: {o.error}", file=sys.stderr)
+    if summary.interrupted:
+        print("interrupted: run the same command again to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def evaluate(
+    *,
+    scores: Path,
+    annotations: Path,
+    fmt: Format,
+    config: Path | None,
+    output: Path | None,
+    llmvad_fps: float,
+    log_level: str | None,
+) -> int:
+    """``monitor eval``: frame-level figures of a batch run against benchmark annotations."""
+    from monitor.offline.evaluate import evaluate as evaluate_scores
+    from monitor.offline.evaluate import load_results, render
+
+    cfg = load_config(config)
+    setup_logging(log_level or cfg.log_level, ())
+    try:
+        truths = read_annotations(annotations, fmt)
+    except AnnotationError as exc:
+        return fail(str(exc))
+    if not scores.is_dir():
+        return fail(f"{scores}: not a folder")
+    scored = load_results(
+        scores,
+        every_n_frames=cfg.sampling.every_n_frames,
+        size=cfg.windows.size,
+        stride=cfg.windows.stride,
+        llmvad_fps=llmvad_fps,
+    )
+    if not scored:
+        return fail(f"{scores}: no batch results (*.json) or LLMVAD *_anomaly_scores.pkl found")
+    try:
+        result = evaluate_scores(scored, truths, fmt, cfg.alerting)
+    except ValueError as exc:
+        return fail(str(exc))
+    out = output if output is not None else scores / f"eval_{fmt}.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(render(result))
+    print(f"written to {out}")
+    return EXIT_OK
+
+
+def report_page(*, run_dir: Path, output: Path | None) -> int:
+    """``monitor report``: one self-contained HTML page of a batch run."""
+    from monitor.offline.report import write_report
+
+    if not run_dir.is_dir():
+        return fail(f"{run_dir}: not a folder")
+    print(write_report(run_dir, output))
+    return EXIT_OK
+
+
+def _judge_config(config: Path | None, judge_model: str | None, log_level: str | None) -> AppConfig:
+    cfg = with_overrides(load_config(config), judge_model=judge_model)
+    setup_logging(log_level or cfg.log_level, secrets_to_hide(()))
+    return cfg
+
+
+def _batched(cfg: AppConfig, batch_size: int) -> AppConfig:
+    return cfg.replace(model=cfg.model.model_copy(update={"max_batch": batch_size}))
+
+
+def eval_judge(
+    *,
+    file: Path,
+    config: Path | None,
+    judge_model: str | None,
+    window: int,
+    batch_size: int,
+    raw: bool,
+    log_level: str | None,
+) -> int:
+    """``monitor eval-judge``: ROC-AUC and AP of the judge on labelled descriptions."""
+    cfg = _batched(_judge_config(config, judge_model, log_level), batch_size)
+    items = read_labelled(file)
+    models = build_client(cfg, describe=False)
+    calibration = None if raw else load_calibration(cfg, models.judge)
+
+    async def main() -> np.ndarray:
+        async with models:
+            with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
+                scored, _ = await score_items(
+                    models, cfg.judge, items, window=window, calibration=calibration, progress=bar.update
+                )
+        return scored
+
+    scores = asyncio.run(main())
+    steps = ["calibrated" if calibration is not None else "prompted"]
+    if cfg.judge.smoothing < 1 and not raw:
+        scores = smooth_by_video(items, scores, cfg.judge.smoothing)
+        steps.append(f"smoothed over time (alpha {cfg.judge.smoothing:g})")
+    print(f"judge: {models.judge.name}, window {window}, scores {' and '.join(steps)}")
+    for line in report(items, scores).lines():
+        print(line)
+    return EXIT_OK
+
+
+def calibrate_judge(
+    *,
+    file: Path,
+    config: Path | None,
+    judge_model: str | None,
+    layer: int,
+    window: int,
+    l2: float,
+    folds: int,
+    batch_size: int,
+    output: Path,
+    log_level: str | None,
+) -> int:
+    """``monitor calibrate-judge``: fit a hidden-state probe of the judge, report its cross-validated effect
+    and write the calibration file."""
+    from monitor.offline.calibrate import cv_probe, fit_calibration, group_folds
+
+    cfg = _batched(_judge_config(config, judge_model, log_level), batch_size)
+    items = read_labelled(file)
+    y = np.array([it.label for it in items], dtype=bool)
+    if y.all() or not y.any():
+        return fail(f"{file}: needs both anomalous (label 1) and normal (label 0) lines")
+    videos = sorted({it.video for it in items})
+    if len(videos) < folds:
+        return fail(f"{file}: {len(videos)} videos; cross-validation across videos needs at least {folds}")
+    models = build_client(cfg, describe=False)
+    if not models.judge.hidden_states:
+        return fail(f"judge {models.judge.name} gives no hidden states: calibration needs an in-process judge")
+
+    async def main() -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        async with models:
+            with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
+                return await score_items(
+                    models, cfg.judge, items, window=window, pool_layers=(layer,), progress=bar.update
+                )
+
+    prompted, pooled = asyncio.run(main())
+    x = pooled[layer].astype(np.float64)
+    fold_of = group_folds([it.video for it in items], folds)
+    calibrated = 1 / (1 + np.exp(-cv_probe(x, y, fold_of, l2, prompted=prompted)))
+    smoothing = cfg.judge.smoothing
+    rows = [("prompted judge", prompted), ("with calibration", calibrated)]
+    if smoothing < 1:
+        rows.append((f"calibrated, smoothed ({smoothing:g})", smooth_by_video(items, calibrated, smoothing)))
+    for label, scores in rows:
+        r = report(items, scores)
+        print(f"{label + ':':34s} roc_auc={r.roc_auc:.4f} ap={r.ap:.4f}")
+    print(f"(calibrated figures: {folds}-fold cross-validation across videos)")
+    cal = fit_calibration(
+        x,
+        prompted,
+        y,
+        fold_of,
+        model=models.judge.name,
+        layer=layer,
+        l2=l2,
+        note=f"fitted on {file.name}: {len(items)} texts, {len(videos)} videos, window {window}",
+        fingerprint=models.judge.fingerprint,
+        prompt=cfg.judge.prompt_hash,
+    )
+    cal.save(output)
+    print(f'written to {output}; use it with\n[judge]\ncalibration = "{output.resolve()}"')
+    return EXIT_OK

@@ -1,0 +1,57 @@
+"""The default prompts, written once: the describe prompt, the judge's instructions and examples, the
+explanation prompt (docs/judge.md explains how the judge prompt was chosen)."""
+
+DEFAULT_DESCRIBE_PROMPT = (
+    "You are watching a frame from a fixed security camera. In one or two short sentences, describe the "
+    "people, vehicles and objects you see and what they are doing. Mention anything unusual, dangerous "
+    "or violent. Be factual; do not speculate."
+)
+DEFAULT_JUDGE_SYSTEM = (
+    "Security camera event reports, each rated for whether it shows an anomaly (crime, violence, an "
+    "accident, fire, vandalism, theft, or another dangerous or unusual event)."
+)
+JUDGE_EXAMPLES_BASIC = """Report: A woman walks her dog along the sidewalk.
+Anomaly: no
+
+Report: A man breaks the car window with a rock and takes a bag from the seat.
+Anomaly: yes
+
+Report: Customers wait in line at the counter and pay for their items.
+Anomaly: no
+
+Report: Two men punch and kick each other in the parking lot until one falls down.
+Anomaly: yes
+
+Report: A car drives slowly down the street and parks.
+Anomaly: no
+
+Report: Flames and thick smoke come out of the building's windows.
+Anomaly: yes
+
+"""
+JUDGE_EXAMPLES_MORE = """Report: A man in a red shirt walks into the store and looks at the shelves.
+Anomaly: no
+
+Report: A police car drives past the building with its lights on.
+Anomaly: no
+
+Report: A man points a gun at the cashier and takes money from the register.
+Anomaly: yes
+
+Report: Two cars collide at the crossing and one of them overturns.
+Anomaly: yes
+
+Report: People sit on a bench and talk while children play nearby.
+Anomaly: no
+
+Report: A man climbs over the fence at night and tries to open the back door with a tool.
+Anomaly: yes
+
+"""
+JUDGE_TARGET = "{context}Report: {descriptions}\nAnomaly:"
+DEFAULT_JUDGE_PROMPT = JUDGE_EXAMPLES_MORE + JUDGE_EXAMPLES_BASIC + JUDGE_TARGET
+"""The judge prompt: 12 examples (docs/judge.md), then the window's report."""
+DEFAULT_EXPLAIN_PROMPT = (
+    "{context}Camera observations, oldest first:\n{descriptions}\n\n"
+    "In one short sentence, say what is anomalous here and why it matters."
+)

@@ -1,0 +1,45 @@
+"""Supervision of background tasks: every failure is logged at once, naming the task; a task that is safe
+to restart is restarted with capped, jittered backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from pipeline.backoff import backoff_delay
+
+log = logging.getLogger(__name__)
+
+HEALTHY_AFTER_S = 60.0
+"""A task that ran this long before failing starts its backoff again from the bottom."""
+
+
+async def restarting(
+    name: str,
+    work: Callable[[], Awaitable[None]],
+    *,
+    initial_s: float = 0.5,
+    max_s: float = 30.0,
+    rng: random.Random | None = None,
+) -> None:
+    """Run ``work()`` until it returns; when it raises, log the error (with its traceback) naming ``name``
+    and run it again after a backoff. Cancellation ends it."""
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        started = time.monotonic()
+        try:
+            await work()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if time.monotonic() - started > HEALTHY_AFTER_S:
+                attempt = 0
+            delay = backoff_delay(attempt, initial_s, max_s, rng)
+            log.error("%s failed: %r; restarting it in %.1f s", name, exc, delay, exc_info=exc)
+            attempt += 1
+        await asyncio.sleep(delay)
