@@ -27,6 +27,9 @@ def _run(a: argparse.Namespace) -> int:
         output=a.output,
         max_seconds=a.max_seconds,
         log_level=a.log_level,
+        shard=a.shard,
+        cameras=a.cameras,
+        instance=a.instance,
         console=a.console,
         span_s=a.span,
         hours=a.hours,
@@ -46,6 +49,7 @@ def _console(a: argparse.Namespace) -> int:
         hours=a.hours,
         ca_file=a.ca_file,
         log_level=a.log_level,
+        instance=a.instance,
     )
 
 
@@ -58,13 +62,15 @@ def _check_config(a: argparse.Namespace) -> int:
 def _events(a: argparse.Namespace) -> int:
     from monitor.live.commands import events
 
-    return events(config=a.config, db=a.db, camera=a.camera, since=a.since, until=a.until, fmt=a.format)
+    return events(
+        config=a.config, db=a.db, camera=a.camera, since=a.since, until=a.until, fmt=a.format, instance=a.instance
+    )
 
 
 def _event_show(a: argparse.Namespace) -> int:
     from monitor.live.commands import event_show
 
-    return event_show(config=a.config, db=a.db, event_id=a.id, snapshot=a.snapshot)
+    return event_show(config=a.config, db=a.db, event_id=a.id, snapshot=a.snapshot, instance=a.instance)
 
 
 def _batch(a: argparse.Namespace) -> int:
@@ -155,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--judge-model", metavar="ID_OR_DIR", help="separate text-only judge model")
     run.add_argument("--max-seconds", type=float, metavar="S", help="stop after this many seconds")
     run.add_argument("--output", type=Path, metavar="DIR", help="folder for results.jsonl and snapshots")
+    run.add_argument("--shard", metavar="I/N", help="run the Ith of N shares of the cameras (sorted by name)")
+    run.add_argument("--cameras", metavar="NAME,...", help="run only these configured cameras")
     run.add_argument("--console", action="store_true", help="open the operator console over this pipeline")
     run.add_argument("--span", type=float, default=300.0, metavar="S", help="console: seconds shown (default 300)")
     run.add_argument("--hours", type=float, default=1.0, metavar="H", help="console: hours of history to load")
@@ -184,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--snapshot", type=Path, metavar="FILE", help="where to write the JPEG (default: ./<id>.jpg)")
     show.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     show.add_argument("--db", type=Path, metavar="PATH", default=argparse.SUPPRESS)
+    show.add_argument("--instance", metavar="NAME", default=argparse.SUPPRESS)
 
     batch = _command(sub, "batch", _batch, "process every video in a folder (recursively)")
     batch.add_argument("video_dir", type=Path, metavar="VIDEO_DIR")
@@ -225,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, default=8, metavar="B")
     for p in (run, con, batch, evl, cal, ev):
         p.add_argument("--log-level", choices=LEVELS)
+    for p in (run, con, events):
+        p.add_argument("--instance", metavar="NAME", help="this monitor instance's name (default: derived)")
     return parser
 
 

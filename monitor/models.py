@@ -7,11 +7,14 @@ gets a :class:`~pipeline.inference.ModelClient`; nothing else builds models.
 from __future__ import annotations
 
 import logging
+import os
 
 from monitor.config import AppConfig
 from monitor.env import hf_token
 from pipeline.calibration import JudgeCalibration
 from pipeline.engines.batching import BatchingEngine, BatchModel
+from pipeline.engines.openai import OpenAIClient, OpenAISettings
+from pipeline.engines.split import SplitClient
 from pipeline.inference import ModelClient, ModelInfo
 from pipeline.judge import Judge
 
@@ -41,15 +44,45 @@ def _transformers(model_id: str, cfg: AppConfig, *, judge: bool) -> BatchModel:
     )
 
 
+def _server(cfg: AppConfig, settings: OpenAISettings, *, describe: bool, judge: bool) -> OpenAIClient:
+    key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+    if settings.api_key_env and not key:
+        log.warning("model server %s: %s is not set; sending no API key", settings.base_url, settings.api_key_env)
+    return OpenAIClient(
+        settings, describe=describe, judge=judge, chat_judge=cfg.judge.chat_template != "never", api_key=key
+    )
+
+
 def build_client(cfg: AppConfig, *, describe: bool = True) -> ModelClient:
-    """Load what a command needs: the vision-language model (``describe``) and the judge, which is the VLM
-    itself unless ``[judge] model`` names another one. Raises ModelLoadError."""
+    """What a command needs: the vision-language model (``describe``) and the judge, each where its
+    ``backend`` says. The judge is the VLM itself unless ``[judge]`` names another model or server.
+    Loading in-process models happens here (ModelLoadError); a server is checked when the client is entered.
+    """
     m, j = cfg.model, cfg.judge
-    describer = _transformers(m.id, cfg, judge=False) if describe else None
-    if j.model is None and describer is not None:
-        return batching_engine(cfg, describer)
-    judge = _transformers(j.model or m.id, cfg, judge=True)
-    return batching_engine(cfg, describer, judge)
+    judge_backend = cfg.judge_backend
+    own_judge = j.model is not None or judge_backend != m.backend or j.openai is not None
+    if m.backend == "openai":
+        assert m.openai is not None  # validated
+        vlm: ModelClient | None = _server(cfg, m.openai, describe=describe, judge=not own_judge) if describe else None
+        if not own_judge:
+            return vlm if vlm is not None else _server(cfg, m.openai, describe=False, judge=True)
+    else:
+        model = _transformers(m.id, cfg, judge=False) if describe else None
+        if not own_judge and model is not None:
+            return batching_engine(cfg, model)
+        if judge_backend == "transformers":  # both in process: one engine serves both models
+            return batching_engine(cfg, model, _transformers(j.model or m.id, cfg, judge=True))
+        vlm = batching_engine(cfg, model) if model is not None else None
+    if judge_backend == "openai":
+        settings = j.openai
+        if settings is None:  # validated: the [model] server, serving another model when [judge] model says
+            assert m.openai is not None
+            settings = m.openai.model_copy(update={"model": j.model}) if j.model else m.openai
+        judge: ModelClient = _server(cfg, settings, describe=False, judge=True)
+    else:
+        assert j.model is not None  # validated: a remote VLM needs a named in-process judge
+        judge = batching_engine(cfg, None, _transformers(j.model, cfg, judge=True))
+    return judge if vlm is None else SplitClient(vlm, judge)
 
 
 def load_calibration(cfg: AppConfig, judge: ModelInfo) -> JudgeCalibration | None:

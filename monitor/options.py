@@ -3,6 +3,7 @@ line (``--model``, ``--judge-model``, ``--source``, ``--output``)."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from monitor.config import AppConfig, CameraConfig, load
+from monitor.env import secrets_to_hide
 
 DEFAULT_CONFIG = Path("config.toml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -26,6 +28,25 @@ def load_config(path: Path | None) -> AppConfig:
     if path is not None:
         return load(path)
     return load(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else AppConfig()
+
+
+def configured_secrets(cfg: AppConfig) -> list[str]:
+    """Every secret the configuration brings, for the logs to mask: passwords in camera URLs, the HF
+    token, the MQTT password and the model servers' API keys."""
+    found = secrets_to_hide(c.url for c in cfg.cameras)
+    if cfg.mqtt.password:
+        found.append(cfg.mqtt.password)
+    for server in (cfg.model.openai, cfg.judge.openai):
+        if server is not None:
+            found.extend(secrets_to_hide([server.base_url]))
+            if server.api_key_env and os.environ.get(server.api_key_env):
+                found.append(os.environ[server.api_key_env])
+    return found
+
+
+def for_instance(cfg: AppConfig, instance: str | None) -> AppConfig:
+    """The configuration bound to a running instance (``--instance`` over ``instance`` of the config)."""
+    return (cfg.replace(instance=instance) if instance else cfg).bind_instance()
 
 
 def _camera_name(url: str, taken: set[str]) -> str:
@@ -67,3 +88,35 @@ def with_overrides(
     if output:
         update["outputs"] = cfg.outputs.model_copy(update={"dir": output})
     return cfg.replace(**update) if update else cfg
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` (1 <= I <= N) as ``(I, N)``; ValueError says what is wrong."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"--shard {text!r}: give I/N with 1 <= I <= N, e.g. 2/3")
+    return int(m.group(1)), int(m.group(2))
+
+
+def select_cameras(
+    cfg: AppConfig, *, shard: tuple[int, int] | None = None, names: Sequence[str] | None = None
+) -> AppConfig:
+    """The cameras this instance runs: those named (``--cameras``), then its share of a stable split
+    (``--shard I/N``: the cameras sorted by name, every Nth from the Ith). ValueError names the problem."""
+    cameras = list(cfg.cameras)
+    if names:
+        known = {c.name for c in cameras}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(
+                f"--cameras: no camera named {', '.join(unknown)} (configured: {', '.join(sorted(known))})"
+            )
+        cameras = [c for c in cameras if c.name in set(names)]
+    if shard is not None:
+        i, n = shard
+        ordered = sorted(cameras, key=lambda c: c.name)
+        mine = {c.name for c in ordered[i - 1 :: n]}
+        if not mine:
+            raise ValueError(f"--shard {i}/{n}: no cameras in this shard ({len(ordered)} cameras, {n} shards)")
+        cameras = [c for c in cameras if c.name in mine]
+    return cfg.replace(cameras=tuple(cameras)) if len(cameras) != len(cfg.cameras) else cfg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections import OrderedDict
@@ -31,9 +32,15 @@ class AlertSettings(Settings):
         return self
 
 
-def new_event_id(wall_time: float) -> str:
-    """A unique, roughly time-ordered event id such as ``1764085412.512-3f9a1c``."""
-    return f"{wall_time:.3f}-{secrets.token_hex(3)}"
+def new_event_id(wall_time: float, tag: str = "") -> str:
+    """A unique, roughly time-ordered event id such as ``1764085412.512-3f9a1c``, or with the monitor
+    instance's tag ``1764085412.512-b7e2-3f9a1c`` (unique across the instances of a site)."""
+    return f"{wall_time:.3f}-{tag + '-' if tag else ''}{secrets.token_hex(3)}"
+
+
+def instance_tag(instance: str) -> str:
+    """Four hex digits that tell a monitor instance's event ids apart from the others'."""
+    return hashlib.sha256(instance.encode()).hexdigest()[:4] if instance else ""
 
 
 @dataclass(slots=True)

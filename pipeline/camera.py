@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 from pydantic import Field, model_validator
 
-from pipeline.alerts import AlertMachine, AlertSettings
+from pipeline.alerts import AlertMachine, AlertSettings, instance_tag, new_event_id
 from pipeline.inference import DescribeRequest, ModelClient
-from pipeline.judge import Judge, JudgeSettings, Smoother
+from pipeline.judge import Judge, JudgeSettings, Smoother, Verdict
 from pipeline.motion import MotionGate
 from pipeline.prompts import DEFAULT_DESCRIBE_PROMPT
 from pipeline.queues import QueueClosed, ThreadToAsyncQueue
@@ -74,7 +74,7 @@ class _Pending:
 @dataclass(slots=True)
 class _Judging:
     window: tuple[WindowItem, ...]
-    score: asyncio.Task[float | BaseException]
+    verdict: asyncio.Task[Verdict | BaseException]
 
 
 T = TypeVar("T")
@@ -88,6 +88,32 @@ async def _outcome(work: Awaitable[T]) -> T | BaseException:
         raise
     except Exception as exc:
         return exc
+
+
+NO_EXPLANATION = "[no explanation: the model did not answer]"
+"""The explanation of an event whose explanation request failed."""
+
+
+class FailureLog:
+    """Logs the first failure of a streak (and every 100th), then the recovery, so an outage of the model
+    gives a few lines, not one per frame."""
+
+    def __init__(self, camera: str, what: str) -> None:
+        self.camera = camera
+        self.what = what
+        self.streak = 0
+
+    def failed(self, task: str, exc: BaseException) -> None:
+        self.streak += 1
+        if self.streak == 1:
+            log.error("camera %r: %s failed: %s", self.camera, task, exc)
+        elif self.streak % 100 == 0:
+            log.error("camera %r: %s still failing (%d in a row): %s", self.camera, self.what, self.streak, exc)
+
+    def recovered(self) -> None:
+        if self.streak:
+            log.info("camera %r: %s work again after %d failures", self.camera, self.what, self.streak)
+            self.streak = 0
 
 
 @dataclass
@@ -119,6 +145,7 @@ class CameraPipeline:
         judge: Judge,
         emit: Callable[[Record], None],
         max_inflight: int = 8,
+        instance: str = "",
     ) -> None:
         self.settings = settings
         self.frames = frames
@@ -128,10 +155,13 @@ class CameraPipeline:
         self.max_inflight = max_inflight
         self.gate = MotionGate(settings.sampling)
         self.windows = SlidingWindows[WindowItem](settings.windows)
-        self.alerts = AlertMachine(settings.name, settings.alerting)
+        tag = instance_tag(instance)
+        self.alerts = AlertMachine(settings.name, settings.alerting, id_factory=lambda wall: new_event_id(wall, tag))
         self.counters = CameraCounters()
         self._seq = 0
         self._smoother = Smoother(settings.judge.smoothing)
+        self._describe_failures = FailureLog(settings.name, "descriptions")
+        self._judge_failures = FailureLog(settings.name, "window scores")
 
     @property
     def camera(self) -> str:
@@ -188,8 +218,10 @@ class CameraPipeline:
             frame = item.frame
             if isinstance(result, BaseException):
                 self.counters.errors += 1
-                log.error("camera %r: description of frame %d failed: %s", self.camera, frame.index, result)
+                self._describe_failures.failed(f"description of frame {frame.index}", result)
                 continue
+            if not item.reused:
+                self._describe_failures.recovered()
             if not item.reused:
                 self.counters.described += 1
             desc = Description(
@@ -218,14 +250,15 @@ class CameraPipeline:
 
     async def _alert(self, judged: asyncio.Queue[_Judging | None], tg: asyncio.TaskGroup) -> None:
         while (item := await judged.get()) is not None:
-            score = await item.score
+            verdict = await item.verdict
             window = item.window
-            if isinstance(score, BaseException):
+            if isinstance(verdict, BaseException):
                 self.counters.errors += 1
-                log.error("camera %r: judging a window failed: %s", self.camera, score)
+                self._judge_failures.failed("judging a window", verdict)
                 continue
+            self._judge_failures.recovered()
             self._seq += 1
-            raw, score = score, self._smoother.update(score)
+            raw, score = verdict.score, self._smoother.update(verdict.score)
             ws = WindowScore(
                 camera=self.camera,
                 seq=self._seq,
@@ -236,6 +269,7 @@ class CameraPipeline:
                 descriptions=tuple(d.text for d, _ in window),
                 frame_indices=tuple(d.frame_index for d, _ in window),
                 raw_score=raw if self.settings.judge.smoothing < 1 else None,
+                exact=verdict.exact,
             )
             self.counters.windows += 1
             self.counters.last_score = score
@@ -255,9 +289,9 @@ class CameraPipeline:
             text = await self.judge.explain(self.settings.judge, event.descriptions, self.settings.context)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the event went out without it; say in it that none will come
             log.warning("camera %r: no explanation for event %s: %s", self.camera, event.id, exc)
-            return
+            text = f"{NO_EXPLANATION} ({type(exc).__name__})"
         change = self.alerts.set_explanation(event.id, text)
         if change is not None:
             self.emit(change)

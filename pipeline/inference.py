@@ -100,6 +100,8 @@ class ScoreResult:
 
     probs: npt.NDArray[np.float64]
     pooled: Mapping[int, npt.NDArray[np.float32]] = field(default_factory=dict)
+    exact: bool = True
+    """False when the model gave no probabilities and ``probs`` is its one-token answer (0 or 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,14 @@ class ModelLoadError(Exception):
 
 class ModelClosed(Exception):
     """The model client has stopped; the request was not served."""
+
+
+class ModelUnavailable(Exception):
+    """The model (a server) did not answer in time: down, overloaded or too slow; the request was not served."""
+
+
+class ModelRequestError(Exception):
+    """The model refused a request (an answer that retrying will not change)."""
 
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

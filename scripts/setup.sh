@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(mosquitto mosquitto-clients python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-              gstreamer1.0-plugins-good gstreamer1.0-plugins-bad ffmpeg)
+              gstreamer1.0-plugins-good gstreamer1.0-plugins-bad ffmpeg cmake g++ ninja-build)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -31,4 +31,5 @@ fi
   || { echo "setup: the Python install failed" >&2; exit 1; }
 
 .venv/bin/python scripts/make_test_models.py .models
-echo "setup: ready (.venv, .models)" >&2
+bash scripts/build_llama_server.sh
+echo "setup: ready (.venv, .models, .tools)" >&2

@@ -32,7 +32,13 @@ class MqttSettings(Settings):
 
     host: str = Field("127.0.0.1", min_length=1, max_length=253)
     port: int = Field(1883, ge=1, le=65535)
-    client_id: str = Field("llmvad-monitor", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    client_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        title="Unset: llmvad-<instance>, unique per monitor instance",
+    )
     topic_prefix: TopicPart = Field("llmvad", title="All topics start with this")
     username: str | None = Field(None, min_length=1, max_length=1024)
     password: str | None = Field(None, max_length=1024, title="Use ${ENV_VAR} rather than writing it here")
@@ -40,7 +46,10 @@ class MqttSettings(Settings):
     keepalive_s: int = Field(30, ge=5, le=3600)
     discovery: bool = Field(True, title="Home Assistant MQTT discovery")
     discovery_prefix: TopicPart = "homeassistant"
-    outbox: Path = Field(Path("state/mqtt-outbox.sqlite"), title="Alerts wait here until the broker has them")
+    outbox: Path = Field(
+        Path("state/{instance}/mqtt-outbox.sqlite"),
+        title="Alerts wait here until the broker has them ({instance}: this monitor instance's name)",
+    )
     reconnect_initial_s: float = Field(1.0, gt=0, le=600)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
     snapshot_max_bytes: int = Field(4_000_000, ge=1024, le=256_000_000, title="Larger snapshots are not sent")

@@ -51,10 +51,14 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, cfg: MqttSettings, cameras: Sequence[str], *, flush_timeout_s: float = 1.5) -> None:
+    def __init__(
+        self, cfg: MqttSettings, cameras: Sequence[str], *, instance: str = "", flush_timeout_s: float = 1.5
+    ) -> None:
         self.cfg = cfg
         self.cameras = tuple(cameras)
-        self.topics = Topics(cfg.topic_prefix, cfg.discovery_prefix)
+        self.instance = instance
+        self.client_id = cfg.client_id or f"llmvad-{instance or 'monitor'}"
+        self.topics = Topics(cfg.topic_prefix, cfg.discovery_prefix, instance)
         self.flush_timeout_s = flush_timeout_s
         self.delivered = 0
         self.dropped = 0
@@ -154,7 +158,7 @@ class MqttSink:
         client = aiomqtt.Client(
             c.host,
             c.port,
-            identifier=c.client_id,
+            identifier=self.client_id,
             username=c.username,
             password=c.password,
             will=aiomqtt.Will(self.topics.available, OFFLINE, qos=1, retain=True),

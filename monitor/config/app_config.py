@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import socket
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from monitor.config.cameras import CameraConfig, merge_camera
 from monitor.config.judge import JudgeConfig
@@ -28,6 +32,12 @@ class AppConfig(Settings):
     """
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    instance: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        title="This monitor instance's name (MQTT client id, availability, state files); unset: the host name "
+        "and a hash of the cameras it runs",
+    )
     model: ModelConfig = ModelConfig()
     judge: JudgeConfig = JudgeConfig()
     sampling: SamplingSettings = SamplingSettings()
@@ -46,6 +56,28 @@ class AppConfig(Settings):
             data = {**data, "cameras": [merge_camera(c, data) for c in data["cameras"]]}
         return data
 
+    @model_validator(mode="after")
+    def _judge_backend(self) -> AppConfig:
+        m, j = self.model, self.judge
+        backend = j.backend or m.backend
+        if backend == "openai" and j.openai is None and not (m.backend == "openai" and j.model is None):
+            raise ValueError(
+                "judge.openai: backend 'openai' for the judge needs [judge.openai] with base_url and model"
+            )
+        if backend == "transformers" and m.backend == "openai" and j.model is None:
+            raise ValueError("judge.model: the VLM runs on a server; name the in-process judge model, or set backend")
+        if j.calibration is not None and backend != "transformers":
+            raise ValueError(
+                "judge.calibration: a calibration reads the judge's hidden states, which only an in-process judge "
+                "(backend 'transformers') gives; remove it for a judge on a server"
+            )
+        return self
+
+    @property
+    def judge_backend(self) -> str:
+        """Where the judge runs: ``[judge] backend``, else as ``[model] backend``."""
+        return self.judge.backend or self.model.backend
+
     @field_validator("cameras")
     @classmethod
     def _unique_names(cls, value: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:
@@ -58,6 +90,29 @@ class AppConfig(Settings):
     def replace(self, **sections: Any) -> AppConfig:
         """A copy with some sections replaced, validated again (new cameras get the global sections)."""
         return AppConfig.model_validate({**{k: getattr(self, k) for k in type(self).model_fields}, **sections})
+
+    def derived_instance(self) -> str:
+        """The instance name when none is configured: the host name and a hash of this instance's cameras,
+        so instances running different cameras of one site never share a name."""
+        host = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname()).strip("-")[:40] or "monitor"
+        names = ",".join(sorted(c.name for c in self.cameras))
+        return f"{host}-{hashlib.sha256(names.encode()).hexdigest()[:6]}"
+
+    def bind_instance(self) -> AppConfig:
+        """This configuration for one running instance: its name fixed (configured or derived from the
+        cameras it runs) and ``{instance}`` in the outbox and store paths replaced by it."""
+        name = self.instance or self.derived_instance()
+
+        def bound(path: Path) -> Path:
+            return Path(str(path).replace("{instance}", name))
+
+        return self.model_copy(
+            update={
+                "instance": name,
+                "mqtt": self.mqtt.model_copy(update={"outbox": bound(self.mqtt.outbox)}),
+                "store": self.store.model_copy(update={"path": bound(self.store.path)}),
+            }
+        )
 
     def new_camera(self, **fields: Any) -> CameraConfig:
         """A camera from its own keys, merged over this configuration's sections (as in ``[[cameras]]``)."""

@@ -18,6 +18,8 @@ from pipeline.calibration import JudgeCalibration
 
 SECRET_KEYS = frozenset({"password", "api_key", "token"})
 """Keys whose values a config error never shows."""
+_KEYED = re.compile(r"^([a-z_]+(?:\.[a-z_0-9]+)+): (.+)$", re.S)
+"""A cross-section rule's message names its key first ("judge.calibration: ...")."""
 
 
 class ConfigError(Exception):
@@ -74,6 +76,8 @@ def validate(data: Mapping[str, Any], *, source: str = "config", env: Mapping[st
             if inherited_error(data.get("cameras"), loc):
                 continue
             msg = err["msg"].removeprefix("Value error, ")
+            if not loc and (keyed := _KEYED.match(msg)):
+                loc, msg = tuple(keyed.group(1).split(".")), keyed.group(2)
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             found, value = _value_at(data, loc)

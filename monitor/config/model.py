@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.camera import DescribeSettings
+from pipeline.engines.openai import OpenAISettings
 
 Device = Literal["auto", "cuda", "cpu"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
-Backend = Literal["transformers"]
+Backend = Literal["transformers", "openai"]
 
 
 class ModelConfig(DescribeSettings):
@@ -19,8 +20,11 @@ class ModelConfig(DescribeSettings):
     ``prompt`` and ``max_new_tokens`` may be overridden per camera (``[cameras.model]``).
     """
 
-    backend: Backend = Field("transformers", title="transformers: in process (Hugging Face)")
-    id: str = Field("google/gemma-3-4b-it", min_length=1, title="Hub id or local directory")
+    backend: Backend = Field(
+        "transformers", title="transformers: in process (Hugging Face); openai: an OpenAI-compatible server"
+    )
+    openai: OpenAISettings | None = Field(None, title="The server, for backend = 'openai' ([model.openai])")
+    id: str = Field("google/gemma-3-4b-it", min_length=1, title="Hub id or local directory (backend transformers)")
     revision: str | None = Field(None, title="Hub revision (branch, tag or commit)")
     device: Device = Field("auto", title="auto picks CUDA when available")
     dtype: DType = Field("auto", title="auto: bfloat16 on CUDA, float32 on CPU")
@@ -28,3 +32,9 @@ class ModelConfig(DescribeSettings):
     max_batch: int = Field(8, ge=1, le=256, title="Most requests served by one model call")
     max_wait_ms: float = Field(50.0, ge=0, le=10_000, title="Longest wait to fill a batch")
     image_max_side: int = Field(896, ge=32, le=4096, title="Frames are scaled down to at most this many pixels")
+
+    @model_validator(mode="after")
+    def _server(self) -> ModelConfig:
+        if self.backend == "openai" and self.openai is None:
+            raise ValueError("backend = 'openai' needs the server: add [model.openai] with base_url and model")
+        return self

@@ -8,7 +8,7 @@ from monitor.console.launch import run_subscriber
 from monitor.console.subscriber import BrokerAddress
 from monitor.env import secrets_to_hide
 from monitor.logs import setup_logging
-from monitor.options import fail, load_config
+from monitor.options import configured_secrets, fail, for_instance, load_config
 
 
 def console(
@@ -22,13 +22,11 @@ def console(
     hours: float,
     ca_file: str | None,
     log_level: str | None,
+    instance: str | None = None,
 ) -> int:
     """``monitor console``: the operator window over a broker (``--broker`` or ``[mqtt]`` of the config)."""
-    cfg = load_config(config)
-    secrets = secrets_to_hide([broker or ""])
-    if cfg.mqtt.password:
-        secrets.append(cfg.mqtt.password)
-    setup_logging(log_level or cfg.log_level, secrets)
+    cfg = for_instance(load_config(config), instance)
+    setup_logging(log_level or cfg.log_level, [*configured_secrets(cfg), *secrets_to_hide([broker or ""])])
     if broker:
         try:
             address = BrokerAddress.parse(broker)

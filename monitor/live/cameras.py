@@ -84,6 +84,7 @@ def build_camera(
     emit: Callable[[Record], None],
     image_max_side: int,
     max_batch: int,
+    instance: str = "",
 ) -> CameraParts:
     """A camera's decode thread, frame queue and pipeline stage (not started); call on the event loop."""
     frames: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(
@@ -91,5 +92,7 @@ def build_camera(
     )
     source = VideoSource(cam, sampler=FrameSampler(cam.sampling), queue=frames, image_max_side=image_max_side)
     # Two batches in flight per camera: one running, the next one ready.
-    stage = CameraPipeline(cam, frames=frames, models=models, judge=judge, emit=emit, max_inflight=2 * max_batch)
+    stage = CameraPipeline(
+        cam, frames=frames, models=models, judge=judge, emit=emit, max_inflight=2 * max_batch, instance=instance
+    )
     return CameraParts(source, frames, stage)

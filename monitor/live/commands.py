@@ -11,12 +11,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monitor.config import AppConfig, load
-from monitor.env import secrets_to_hide
 from monitor.live.monitor import Monitor, RunSummary
 from monitor.live.sinks import build_sinks
 from monitor.logs import setup_logging
 from monitor.models import build_client
-from monitor.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail, load_config, with_overrides
+from monitor.options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    configured_secrets,
+    fail,
+    for_instance,
+    load_config,
+    parse_shard,
+    select_cameras,
+    with_overrides,
+)
 from pipeline.redaction import redact_url
 from sinks.event_store import EventStore
 
@@ -44,16 +54,26 @@ def run(
     output: Path | None = None,
     max_seconds: float | None = None,
     log_level: str | None = None,
+    shard: str | None = None,
+    cameras: str | None = None,
+    instance: str | None = None,
     console: bool = False,
     span_s: float = 300.0,
     hours: float = 1.0,
 ) -> int:
-    """``monitor run``: every camera through the models until interrupted, ``max_seconds`` or the end of
-    its files. Exit status 0 done, 1 a source could not be read or a part of the monitor failed."""
+    """``monitor run``: this instance's cameras through the models until interrupted, ``max_seconds`` or the
+    end of its files. Exit status 0 done, 1 a source could not be read or a part of the monitor failed."""
     cfg = with_overrides(load_config(config), model=model, judge_model=judge_model, sources=sources, output=output)
-    setup_logging(log_level or cfg.log_level, secrets_to_hide(c.url for c in cfg.cameras))
+    setup_logging(log_level or cfg.log_level, configured_secrets(cfg))
     if not cfg.cameras:
         return fail("no cameras: add [[cameras]] to the config or pass --source URL_OR_PATH")
+    try:
+        names = [n.strip() for n in cameras.split(",") if n.strip()] if cameras else None
+        cfg = select_cameras(cfg, shard=parse_shard(shard) if shard else None, names=names)
+    except ValueError as exc:
+        return fail(str(exc))
+    cfg = for_instance(cfg, instance)
+    log.info("instance %s: cameras %s", cfg.instance, ", ".join(c.name for c in cfg.cameras))
     requested = len(cfg.cameras)
     cfg = _existing_files(cfg)
     if not cfg.cameras:
@@ -113,9 +133,9 @@ def check_config(path: Path) -> int:
     return EXIT_OK
 
 
-def _open_history(config: Path | None, db: Path | None) -> EventStore:
-    """The event store of ``db`` or of the configuration, read-only; FileNotFoundError if there is none."""
-    return EventStore(db if db is not None else load_config(config).store.path, readonly=True)
+def _open_history(config: Path | None, db: Path | None, instance: str | None) -> EventStore:
+    """The event store of ``db`` or of the configuration's instance, read-only; FileNotFoundError if none."""
+    return EventStore(db if db is not None else for_instance(load_config(config), instance).store.path, readonly=True)
 
 
 def events(
@@ -126,6 +146,7 @@ def events(
     since: str | None,
     until: str | None,
     fmt: str,
+    instance: str | None = None,
 ) -> int:
     """``monitor events``: the events of the history, as a table, JSON or CSV."""
     from monitor.live.history import parse_time, render
@@ -133,7 +154,7 @@ def events(
     try:
         since_t = parse_time(since) if since else None
         until_t = parse_time(until) if until else None
-        store = _open_history(config, db)
+        store = _open_history(config, db, instance)
     except (ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
     with contextlib.closing(store):
@@ -141,12 +162,14 @@ def events(
     return EXIT_OK
 
 
-def event_show(*, config: Path | None, db: Path | None, event_id: str, snapshot: Path | None) -> int:
+def event_show(
+    *, config: Path | None, db: Path | None, event_id: str, snapshot: Path | None, instance: str | None = None
+) -> int:
     """``monitor events show ID``: one event with its descriptions; writes its snapshot."""
     from monitor.live.history import show
 
     try:
-        store = _open_history(config, db)
+        store = _open_history(config, db, instance)
     except FileNotFoundError as exc:
         return fail(str(exc))
     with contextlib.closing(store):

@@ -110,6 +110,7 @@ class Monitor:
                         emit=hub.publish,
                         image_max_side=cfg.model.image_max_side,
                         max_batch=cfg.model.max_batch,
+                        instance=cfg.instance or "",
                     )
                     for cam in cfg.cameras
                 ]

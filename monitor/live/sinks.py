@@ -24,6 +24,6 @@ def build_sinks(cfg: AppConfig) -> tuple[list[Sink], MqttSink | None]:
         sinks.append(StoreSink(cfg.store))
     mqtt = None
     if cfg.mqtt.enabled:
-        mqtt = MqttSink(cfg.mqtt, [c.name for c in cfg.cameras])
+        mqtt = MqttSink(cfg.mqtt, [c.name for c in cfg.cameras], instance=cfg.instance or "")
         sinks.append(mqtt)
     return sinks, mqtt
