@@ -14,7 +14,7 @@ ALLOWED: dict[str, set[str]] = {
     "monitor.config": {"pipeline", "sinks"},
     "monitor.env": set(),
     "monitor.logs": {"pipeline"},
-    "monitor.options": {"monitor.config", "pipeline", "sinks"},
+    "monitor.options": {"monitor.config", "monitor.env", "pipeline", "sinks"},
     "monitor.models": {"monitor.config", "monitor.env", "pipeline", "sinks"},
     "monitor.console": {"monitor.config", "monitor.env", "monitor.logs", "monitor.options", "pipeline", "sinks"},
     "monitor.live": {

@@ -279,7 +279,7 @@ every_n_frames = 5
     assert f"model server {vlm_server.base_url} serves" in r.stderr
 
 
-def test_calibration_needs_an_in_process_judge(tmp_path: Path) -> None:
+def test_calibration_needs_an_in_process_judge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from monitor.cli import main
 
     cfg = tmp_path / "c.toml"
@@ -288,6 +288,8 @@ def test_calibration_needs_an_in_process_judge(tmp_path: Path) -> None:
         f'[judge]\ncalibration = "{ROOT / "calibration" / "gemma3-270m.json"}"\n'
     )
     assert main(["check-config", str(cfg)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {cfg}: judge.calibration: a calibration reads the judge's hidden states")
 
 
 def test_logging_never_shows_the_api_key(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -66,16 +66,19 @@ class ModelServer:
 LLAMA_SERVER = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "llama-server"
 
 
-def llama_server(gguf: Path, workdir: Path, *, n_ctx: int = 2048, port: int | None = None) -> ModelServer:
+def llama_server(
+    gguf: Path, workdir: Path, *, n_ctx: int = 2048, port: int | None = None, parallel: int = 1
+) -> ModelServer:
     """llama.cpp's own OpenAI-compatible server (built by scripts/setup.sh from the llama.cpp that the PyPI
-    package llama-cpp-python vendors) on a GGUF file; the model is called ``gemma3-270m``."""
+    package llama-cpp-python vendors) on a GGUF file; the model is called ``gemma3-270m``. ``--swa-full``
+    keeps Gemma 3's sliding-window layers whole, without which llama.cpp cannot reuse a cached prompt head."""
     binary = Path(os.environ.get("LLAMA_SERVER", LLAMA_SERVER))
     if not binary.is_file():
         pytest.fail(f"llama.cpp's server is missing at {binary}: run scripts/setup.sh")
     port = port or free_port()
     command = [
         str(binary), "-m", str(gguf), "--alias", "gemma3-270m", "--host", "127.0.0.1", "--port", str(port),
-        "-c", str(n_ctx), "-t", "2", "-np", "1", "--no-webui", "--swa-full",
+        "-c", str(n_ctx * parallel), "-t", "2", "-np", str(parallel), "--no-webui", "--swa-full",
     ]  # fmt: skip
     return ModelServer("llama.cpp server", command, port, workdir / f"llama-{port}.log")
 
