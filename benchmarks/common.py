@@ -16,7 +16,7 @@ from pipeline.sampling import FrameSampler, SamplingSettings
 from pipeline.sources import SourceSettings, VideoSource
 
 ROOT = Path(__file__).resolve().parent.parent
-PEOPLE = ROOT.parent / "shared" / "data" / "one-by-one-person-detection.mp4"
+PEOPLE = ROOT / "samples" / "one-by-one-person-detection.mp4"
 
 
 def decode_sampled(path: Path, every_n_frames: int, image_max_side: int = 896) -> tuple[list[Frame], VideoSource]:

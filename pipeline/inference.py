@@ -208,6 +208,8 @@ class EngineStats:
     latency: dict[RequestKind, list[int]] = field(default_factory=lambda: _histogram(LATENCY_BUCKETS_S))
     batch_sizes: dict[RequestKind, list[int]] = field(default_factory=lambda: _histogram(BATCH_BUCKETS))
     errors: int = 0
+    retries: int = 0
+    """Failed batches tried again in halves."""
     prepare_s: float = 0.0
     prepare_on_model_thread_s: float = 0.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 MAX_BAD_PACKETS = 100
 """Consecutive undecodable packets after which a file is reported as corrupt."""
+JUMP_BACK_S = 0.5
+"""Timestamps going back by more than this (or 5 frame periods) have restarted: the clock continues."""
+JUMP_AHEAD_S = 5.0
+"""A live source's timestamps running ahead of the wall clock by more than this have jumped."""
 
 
 class SourceError(Exception):
@@ -58,10 +63,15 @@ class SourceSettings(Settings):
     loop: bool = Field(False, title="Start a file again at its end")
     queue_size: int = Field(8, ge=1, le=10_000, title="Frames held between decoding and the model")
     backpressure: Backpressure | None = Field(None, title="wait, drop_oldest or drop_latest; unset: by source kind")
-    open_timeout_s: float = Field(10.0, gt=0, le=600)
-    read_timeout_s: float = Field(10.0, gt=0, le=600)
-    reconnect_initial_s: float = Field(1.0, gt=0, le=600)
-    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    open_timeout_s: float = Field(10.0, gt=0, le=600, title="Longest wait for a source to open")
+    read_timeout_s: float = Field(
+        5.0, gt=0, le=600, title="A connected stream that sends nothing this long is reconnected (a stall)"
+    )
+    reconnect_initial_s: float = Field(0.5, gt=0, le=600, title="Retry interval while an outage is young")
+    reconnect_fast_s: float = Field(
+        30.0, ge=0, le=3600, title="Retry every reconnect_initial_s for this long, then back off"
+    )
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, title="Longest interval between retries")
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
 
     @model_validator(mode="after")
@@ -93,6 +103,8 @@ class SourceStats:
         self.reconnects = 0
         self.failures = 0
         """Unexpected errors of the decode loop (a live source restarts it)."""
+        self.clock_jumps = 0
+        """Times the source's timestamps restarted or jumped (the stream clock went on regardless)."""
         self.fps = 0.0
         self.nominal_fps = 0.0
         """The stream's own frame rate."""
@@ -142,6 +154,7 @@ class VideoSource:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"decode-{settings.name}", daemon=True)
         self._index = 0
+        self._conn_raw: float | None = None
         self._offset = 0.0
         self._last_time: float | None = None
         self._last_wall: float | None = None
@@ -194,15 +207,9 @@ class VideoSource:
                 return
             if not s.loop:
                 return
-            # Keep stream time increasing across loops.
-            if self._last_time is not None:
-                self._offset = self._last_time + self._period
 
     def _run_live(self) -> None:
-        s = self.settings
-        attempt = 0
         while not self._stop.is_set():
-            frames_before = self.stats.frames_read
             try:
                 self._read_once()
                 reason = "stream ended"
@@ -215,30 +222,46 @@ class VideoSource:
             self.stats.connected = False
             if self._stop.is_set():
                 return
-            if self.stats.frames_read > frames_before:
-                attempt = 0  # it worked for a while: start the backoff again from the bottom
             self.stats.error = reason
             if self._outage_start is None:  # log once per outage
                 self._outage_start = time.monotonic()
                 log.warning("camera %r (%s): %s; reconnecting", self.camera, self.safe_url, reason)
             else:
-                log.debug("camera %r: reconnect attempt %d failed: %s", self.camera, attempt, reason)
-            if self._stop.wait(backoff_delay(attempt, s.reconnect_initial_s, s.reconnect_max_s, self._rng)):
+                log.debug("camera %r: reconnect attempt failed: %s", self.camera, reason)
+            if self._stop.wait(self._retry_delay()):
                 return
-            attempt += 1
             self.stats.reconnects += 1
+
+    def _retry_delay(self) -> float:
+        """Retry fast while an outage is young (a camera or server restart comes back in seconds), then
+        back off exponentially, with jitter, for a source that stays down."""
+        s = self.settings
+        assert self._outage_start is not None
+        slow_for = time.monotonic() - self._outage_start - s.reconnect_fast_s
+        if slow_for < 0:
+            return self._rng.uniform(0.5, 1.0) * s.reconnect_initial_s
+        attempt = int(math.log2(1 + slow_for / max(s.reconnect_initial_s, 1e-3)))
+        return backoff_delay(attempt, s.reconnect_initial_s, s.reconnect_max_s, self._rng)
 
     def _open(self) -> Any:
         s = self.settings
         options: dict[str, str] = {}
         if s.url.lower().startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = s.rtsp_transport
+        # ffmpeg gives up on a silent stream after two read timeouts: half the stall time each
+        read_timeout = s.read_timeout_s / 2 if self.live else s.read_timeout_s
+        t0 = time.monotonic()
         try:
-            return av.open(s.url, options=options, timeout=(s.open_timeout_s, s.read_timeout_s))
+            return av.open(s.url, options=options, timeout=(s.open_timeout_s, read_timeout))
         except av.error.FileNotFoundError:
             raise SourceError(self.camera, self.safe_url, "file not found") from None
         except (av.FFmpegError, OSError) as exc:
-            raise SourceError(self.camera, self.safe_url, f"cannot open: {_reason(exc)}") from None
+            if self.live and time.monotonic() - t0 >= 0.9 * min(s.open_timeout_s, read_timeout):
+                # ffmpeg says "invalid data" when a peer accepts the connection and never answers
+                reason = f"no answer within {time.monotonic() - t0:.0f} s"
+            else:
+                reason = _reason(exc)
+            raise SourceError(self.camera, self.safe_url, f"cannot open: {reason}") from None
 
     def _read_once(self) -> None:
         """Open the source and read it to its end (or until stopped), queueing sampled frames."""
@@ -251,25 +274,19 @@ class VideoSource:
             rate = stream.average_rate or stream.guessed_rate
             self._period = 1.0 / float(rate) if rate else 0.1
             self.stats.nominal_fps = 1.0 / self._period
-            first_time: float | None = None
+            self._conn_raw = None
             pace_origin: tuple[float, float] | None = None
             for frame in self._decode(container, stream):
                 if self._stop.is_set():
                     return
                 now = time.time()
-                raw_t = frame.time if frame.time is not None else self._index * self._period
-                if first_time is None:
-                    first_time = raw_t
-                    self._rebase(raw_t, now)
-                    if self._outage_start is not None:
-                        down = time.monotonic() - self._outage_start
-                        log.info("camera %r: reconnected after %.1f s", self.camera, down)
-                        self._outage_start = None
+                if self._conn_raw is None and self._outage_start is not None:
+                    log.info("camera %r: reconnected after %.1f s", self.camera, time.monotonic() - self._outage_start)
+                    self._outage_start = None
+                if self._conn_raw is None:
                     self.stats.connected = True
                     self.stats.error = None
-                t = raw_t + self._offset
-                if self._last_time is not None and t <= self._last_time:
-                    t = self._last_time + 1e-3  # timestamps went backwards: keep the clock monotonic
+                t = self._clock(frame.time, now)
                 if self.settings.realtime:
                     if pace_origin is None:
                         pace_origin = (time.monotonic(), t)
@@ -290,20 +307,46 @@ class VideoSource:
         finally:
             container.close()
 
-    def _rebase(self, raw_t: float, now: float) -> None:
-        """Choose the offset that keeps stream time continuous when a connection (re)starts."""
-        if not self.live:
-            return
-        if self._last_time is None or self._last_wall is None:
-            self._offset = -raw_t  # live streams start at 0
+    def _clock(self, frame_time: float | None, now: float) -> float:
+        """Stream time of the next frame: the source's own clock, made continuous and monotonic.
+
+        A connection (or a pass over a file) starts where the last one left off: for a live source as much
+        later as the wall clock says, so stream time keeps pace with the camera across an outage. A frame
+        without a timestamp is one period after the previous one (never a global frame count). Timestamps
+        that restart or jump (a new connection's RTP clock, a .ts file spliced together) continue the
+        clock from the last frame instead of freezing it.
+        """
+        prev = self._conn_raw
+        raw = frame_time if frame_time is not None else (0.0 if prev is None else prev + self._period)
+        if prev is None:
+            if self._last_time is None:
+                self._offset = -raw if self.live else 0.0  # live streams start at 0, files at their own 0
+            elif self.live and self._last_wall is not None:
+                self._offset = self._last_time + max(self._period, now - self._last_wall) - raw
+            else:  # the next pass over a looped file: one period after the last frame
+                self._offset = self._last_time + self._period - raw
         else:
-            self._offset = self._last_time + max(self._period, now - self._last_wall) - raw_t
+            back = raw < prev - max(JUMP_BACK_S, 5 * self._period)
+            ahead = self.live and self._last_wall is not None and raw - prev > (now - self._last_wall) + JUMP_AHEAD_S
+            if back or ahead:
+                assert self._last_time is not None
+                gap = max(self._period, now - self._last_wall) if self.live and self._last_wall else self._period
+                self._offset = self._last_time + gap - raw
+                self.stats.clock_jumps += 1
+                log.debug("camera %r: timestamps jumped from %.3f to %.3f s; clock continued", self.camera, prev, raw)
+        self._conn_raw = raw
+        t = raw + self._offset
+        if self._last_time is not None and t <= self._last_time:
+            t = self._last_time + 1e-3  # jitter of a few milliseconds: keep the clock strictly increasing
+        return t
 
     def _decode(self, container: Any, stream: Any) -> Iterator[Any]:
         """Decode packet by packet, skipping bad packets; fail after too many in a row."""
         bad = 0
+        last = time.monotonic()
         try:
             for packet in container.demux(stream):
+                last = time.monotonic()
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError as exc:
@@ -316,6 +359,9 @@ class VideoSource:
         except SourceError:
             raise
         except (av.FFmpegError, OSError) as exc:
+            stall = self.settings.read_timeout_s
+            if self.live and time.monotonic() - last >= 0.45 * stall:
+                raise SourceError(self.camera, self.safe_url, f"stalled: nothing received for {stall:g} s") from None
             raise SourceError(self.camera, self.safe_url, f"read failed: {_reason(exc)}") from None
 
     def _convert(self, frame: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -71,6 +71,7 @@ TEXT_MODEL = "gemma3-270m"
 VLM_MODEL = "tiny-gemma3-vlm"
 BENCH_VLM = "bench-gemma3-vlm"
 GGUF_FILE = "gemma-3-270m-q4_k_m.gguf"
+TEST_MODEL_NOTE = "the random test VLM: its descriptions are random words and mean nothing"
 BENCH_IMAGE_SIZE = 256  # SigLIP-B/16: a 16x16 patch grid, pooled 2x2 to 64 soft tokens
 BENCH_MM_TOKENS = 64
 IMAGE_SIZE = 64  # tiny SigLIP input: 8x8 patches of 8 px, pooled to 4x4 = 16 soft tokens
@@ -189,6 +190,7 @@ def build_tiny_vlm(text_model_dir: Path, out: Path) -> None:
         eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
         image_token_index=image_token_id,
         eos_token_id=[1, 106],
+        llmvad_note=TEST_MODEL_NOTE,
     )
     torch.manual_seed(0)
     model = Gemma3ForConditionalGeneration(config).eval()
@@ -222,6 +224,7 @@ def build_bench_vlm(text_model_dir: Path, out: Path) -> None:
         eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
         image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"),
         eos_token_id=[1, 106],
+        llmvad_note="the bench VLM: a random vision tower, so its descriptions mean nothing",
     )
     torch.manual_seed(0)
     model = Gemma3ForConditionalGeneration(config).eval()
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         build_text_model(text_dir)
     else:
         _log(f"{text_dir} is ready")
-    if args.force or not _complete(vlm_dir):
+    if args.force or not _complete(vlm_dir) or "llmvad_note" not in (vlm_dir / "config.json").read_text():
         _log(f"building {vlm_dir}")
         build_tiny_vlm(text_dir, vlm_dir)
     else:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from pipeline.settings import Settings
+from pipeline.settings import Settings, state_dir
 
 TopicPart = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")]
 
@@ -47,7 +47,7 @@ class MqttSettings(Settings):
     discovery: bool = Field(True, title="Home Assistant MQTT discovery")
     discovery_prefix: TopicPart = "homeassistant"
     outbox: Path = Field(
-        Path("state/{instance}/mqtt-outbox.sqlite"),
+        default_factory=lambda: state_dir() / "{instance}" / "mqtt-outbox.sqlite",
         title="Alerts wait here until the broker has them ({instance}: this monitor instance's name)",
     )
     reconnect_initial_s: float = Field(1.0, gt=0, le=600)

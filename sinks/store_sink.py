@@ -13,7 +13,7 @@ from typing import TypeVar
 from pydantic import Field
 
 from pipeline.records import Description, EventChange, Record, WindowScore
-from pipeline.settings import Settings
+from pipeline.settings import Settings, state_dir
 from pipeline.supervision import restarting
 from sinks.event_store import EventStore
 
@@ -24,7 +24,10 @@ T = TypeVar("T")
 class StoreSettings(Settings):
     """The event history (SQLite, WAL)."""
 
-    path: Path = Field(Path("state/{instance}/events.sqlite"), title="{instance}: this monitor instance's name")
+    path: Path = Field(
+        default_factory=lambda: state_dir() / "{instance}" / "events.sqlite",
+        title="The history file ({instance}: this monitor instance's name); default under the state folder",
+    )
     max_age_days: float = Field(30.0, gt=0, le=36_500, title="Older rows are deleted")
     max_size_mb: float = Field(2048.0, gt=0, le=10_000_000, title="Oldest rows go first beyond this size")
     descriptions: bool = Field(True, title="Also keep every description (not only scores and events)")

@@ -56,10 +56,14 @@ def judge_dev() -> Path:
 
 @pytest.fixture(scope="session")
 def people_video() -> Path:
-    path = SHARED / "data" / "one-by-one-person-detection.mp4"
-    if not path.is_file():
-        pytest.fail(f"shared footage missing: {path} (the tests expect ../shared/data beside the checkout)")
-    return path
+    """Real footage the project ships (samples/, Intel sample-videos, CC BY 4.0)."""
+    return ROOT / "samples" / "one-by-one-person-detection.mp4"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_outside_the_tree(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """State the monitor keeps by default goes to a temporary folder (subprocesses inherit it)."""
+    os.environ["LLMVAD_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
 
 
 @pytest.fixture(scope="session")

@@ -138,21 +138,77 @@ async def test_cancelled_requests_are_skipped() -> None:
     assert fake.batches == [("describe", 1)]
 
 
-async def test_a_dead_model_thread_is_reported_and_fails_what_waits() -> None:
+async def test_a_failed_batch_is_tried_again_in_halves(caplog: pytest.LogCaptureFixture) -> None:
+    """One bad request (or a batch too big for the device) fails only itself."""
+    fake = FakeModel(fail_on="bad")
+    with BatchingEngine(fake, max_batch=4, max_wait_ms=100) as w:
+        results = await asyncio.gather(
+            *(w.describe(describe(p)) for p in ("a", "b", "bad", "c")), return_exceptions=True
+        )
+    assert [type(r).__name__ for r in results] == ["DescribeResult", "DescribeResult", "RuntimeError", "DescribeResult"]
+    assert [n for kind, n in fake.batches] == [4, 2, 2, 1, 1]  # 4 fails; halves: [a b] ok, [bad c] fails, then alone
+    assert w.stats.retries == 2 and w.stats.errors == 1
+    assert any("trying it in halves" in r.getMessage() for r in caplog.records)
+
+
+async def test_out_of_memory_fails_only_the_batch() -> None:
+    class Small(FakeModel):
+        def describe(self, batch, max_new_tokens, cancel=None):  # type: ignore[no-untyped-def]
+            if len(batch) > 2:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().describe(batch, max_new_tokens, cancel)
+
+    with BatchingEngine(Small(), max_batch=8, max_wait_ms=100) as w:
+        results = await asyncio.gather(*(w.describe(describe()) for _ in range(8)))
+    assert len(results) == 8 and w.stats.errors == 0 and w.stats.retries == 3
+
+
+async def test_a_dead_model_thread_is_restarted(caplog: pytest.LogCaptureFixture) -> None:
+    class DiesOnce(FakeModel):
+        died = False
+
+        def describe(self, batch, max_new_tokens, cancel=None):  # type: ignore[no-untyped-def]
+            if not self.died:
+                self.died = True
+                raise SystemExit("the thread dies")  # not an Exception: escapes the per-batch handling
+            return super().describe(batch, max_new_tokens, cancel)
+
+    with BatchingEngine(DiesOnce(), max_batch=1, max_wait_ms=0) as w:
+        with pytest.raises(ModelClosed, match="the model thread failed"):
+            await w.describe(describe())
+        assert (await w.describe(describe())).text == "brightness 0"  # served by the restarted thread
+    assert w.restarts == 1 and w.failure is None
+    assert any("restarting it" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_model_thread_that_keeps_dying_ends_the_engine() -> None:
     failures: list[BaseException] = []
 
     class Broken(FakeModel):
-        def describe(self, batch, max_new_tokens):  # type: ignore[no-untyped-def]
-            raise SystemExit("the thread dies")  # not an Exception: escapes the per-batch handler
+        def describe(self, batch, max_new_tokens, cancel=None):  # type: ignore[no-untyped-def]
+            raise SystemExit("the thread dies")
 
     w = BatchingEngine(Broken(), max_batch=1, max_wait_ms=0, on_failure=failures.append)
     w.start()
-    with pytest.raises(ModelClosed):
-        await w.describe(describe())
-    assert isinstance(w.failure, SystemExit) and failures == [w.failure]
+    for _ in range(4):
+        with pytest.raises(ModelClosed):
+            await w.describe(describe())
+    assert isinstance(w.failure, SystemExit) and failures == [w.failure] and w.restarts == 3
     with pytest.raises(ModelClosed):
         await w.describe(describe())
     w.stop()
+
+
+async def test_stop_cuts_a_long_generation_short() -> None:
+    fake = FakeModel(delay_s=600)  # a generation that would run ten minutes
+    w = BatchingEngine(fake, max_batch=1, max_wait_ms=0)
+    w.start()
+    running = asyncio.ensure_future(w.describe(describe()))
+    while not fake.batches:
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread(w.stop)
+    assert not w._thread.is_alive()  # it returned at its next step, not after ten minutes
+    assert (await running).text == "brightness 0"
 
 
 async def test_images_are_prepared_only_a_bounded_way_ahead() -> None:

@@ -13,7 +13,6 @@ import pytest
 from monitor.config import ConfigError, load
 from monitor.offline.calibrate import cv_probe, fit_calibration, fit_logistic, group_folds
 from pipeline.calibration import JudgeCalibration
-from tests.conftest import SHARED
 from tests.helpers.media import make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +50,10 @@ def test_calibration_file_round_trip_and_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_calibrate_then_run_with_the_calibration(tmp_path: Path, judge_270m: Path, tiny_vlm: Path) -> None:
-    rows = [json.loads(line) for line in (SHARED / "data" / "judge_dev.jsonl").read_text().splitlines()]
+def test_calibrate_then_run_with_the_calibration(
+    tmp_path: Path, judge_270m: Path, tiny_vlm: Path, judge_dev: Path
+) -> None:
+    rows = [json.loads(line) for line in judge_dev.read_text().splitlines()]
     videos = (
         sorted({r["video"] for r in rows if r["label"]})[:6]
         + sorted({r["video"] for r in rows if r["video"].startswith("Normal")})[:4]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,11 +28,11 @@ from tests.helpers.broker import Broker
 from tests.helpers.fakes import AlarmAfter, fake_engine
 from tests.helpers.media import make_clip
 
-SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+SHOTS = Path(os.environ.get("LLMVAD_TEST_ARTIFACTS", Path(tempfile.gettempdir()) / "llmvad-test-artifacts"))
 
 
 def shot(widget: object, name: str) -> Path:
-    SHOTS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     assert widget.grab().save(str(path))  # type: ignore[attr-defined]
     return path

@@ -215,7 +215,7 @@ def test_a_crashed_camera_stage_gives_exit_status_1(
 
 async def test_a_dead_model_engine_stops_the_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     class Dying(FakeModel):
-        def describe(self, batch, max_new_tokens):  # type: ignore[no-untyped-def]
+        def describe(self, batch, max_new_tokens, cancel=None):  # type: ignore[no-untyped-def]
             raise SystemExit("the model thread dies")
 
     cfg = _camera_cfg(tmp_path, ("cam",))

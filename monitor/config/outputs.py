@@ -6,13 +6,15 @@ from pathlib import Path
 
 from pydantic import Field
 
-from pipeline.settings import Settings
+from pipeline.settings import Settings, state_dir
 
 
 class OutputConfig(Settings):
     """Where results go."""
 
-    dir: Path = Field(Path("runs/latest"), title="Folder for JSON lines and snapshots")
+    dir: Path = Field(
+        default_factory=lambda: state_dir() / "runs" / "latest", title="Folder for JSON lines and snapshots"
+    )
     jsonl: bool = Field(True, title="Write results.jsonl: one line per description, score and event change")
     log_descriptions: bool = Field(False, title="Log every description at INFO (scores and events always are)")
     status_interval_s: float = Field(5.0, gt=0, le=3600, title="How often camera status is reported")

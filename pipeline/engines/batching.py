@@ -43,7 +43,8 @@ class Prepared:
 
 class BatchModel(Protocol):
     """A model served by the batching engine: ``prepare`` runs on a preparation thread, the rest on the
-    model thread, one batch at a time (requests in a batch share their ``batch_key``)."""
+    model thread, one batch at a time (requests in a batch share their ``batch_key``). Generation stops
+    early, at the next token, once ``cancel`` is set (the engine is stopping)."""
 
     @property
     def info(self) -> ModelInfo: ...
@@ -52,13 +53,22 @@ class BatchModel(Protocol):
         """CPU work that needs no model: image processing, chat templates, tokenisation."""
         ...
 
-    def describe(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[DescribeResult]: ...
+    def describe(
+        self, batch: Sequence[Prepared], max_new_tokens: int, cancel: threading.Event | None = None
+    ) -> list[DescribeResult]: ...
 
     def score(
         self, batch: Sequence[Prepared], answers: Sequence[str], pool_layers: Sequence[int]
     ) -> list[ScoreResult]: ...
 
-    def explain(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[ExplainResult]: ...
+    def explain(
+        self, batch: Sequence[Prepared], max_new_tokens: int, cancel: threading.Event | None = None
+    ) -> list[ExplainResult]: ...
+
+
+RESTARTS_ALLOWED = 3
+"""Deaths of the model thread within RESTART_WINDOW_S that it is restarted after; one more ends the engine."""
+RESTART_WINDOW_S = 60.0
 
 
 class EngineBusy(Exception):
@@ -87,6 +97,11 @@ class BatchingEngine:
     its batch is full or its oldest request has waited ``max_wait_ms``; a due score batch (one cheap
     forward pass that gates alerts) goes first, otherwise the due kind with the oldest request, so
     explanations are never starved.
+
+    A batch that fails (an exception, out of memory) is tried again in halves, down to single requests,
+    so one bad input or a batch too large for the device fails only itself. A model thread that dies of
+    something else is restarted (logged); after :data:`RESTARTS_ALLOWED` deaths within a minute the
+    engine gives up (``failure``, ``on_failure``) and fails what waits.
 
     With ``prepare_ahead`` (the default) a preparation thread readies requests as they arrive, at most
     ``2 * max_batch`` images ahead of the model (bounded memory); without it the model thread prepares
@@ -124,7 +139,10 @@ class BatchingEngine:
         self._ready_images = 0
         self._cond = threading.Condition()
         self._closed = False
+        self._stopping = threading.Event()
         self.failure: BaseException | None = None
+        self.restarts = 0
+        self._deaths: deque[float] = deque()
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
         self._prep_thread = threading.Thread(target=self._prepare_loop, name=f"prepare-{name}", daemon=True)
 
@@ -174,8 +192,10 @@ class BatchingEngine:
         if self.prepare_ahead:
             self._prep_thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Refuse new requests, fail the pending ones, and wait (up to ``timeout``) for the current batch."""
+    def stop(self, timeout: float = 60.0) -> None:
+        """Refuse new requests, fail the pending ones, cut the running generation short (at its next token)
+        and wait for the model thread to finish, up to ``timeout``."""
+        self._stopping.set()
         with self._cond:
             self._closed = True
             pending = [p for q in self._queues.values() for p in q]
@@ -188,6 +208,8 @@ class BatchingEngine:
         for thread in (self._thread, self._prep_thread):
             if thread.is_alive():
                 thread.join(timeout)
+                if thread.is_alive():
+                    log.warning("model engine: %s is still busy after %.0f s", thread.name, timeout)
 
     def __enter__(self) -> BatchingEngine:
         self.start()
@@ -343,19 +365,36 @@ class BatchingEngine:
                     return batch
 
     def _run(self) -> None:
-        try:
-            while (batch := self._take_batch()) is not None:
-                self._serve(batch)
-        except BaseException as exc:
-            log.exception("model engine: the model thread failed")
-            self._die(exc)
+        batch: list[_Pending] | None = None
+        while True:
+            try:
+                while (batch := self._take_batch()) is not None:
+                    self._serve(batch)
+                return
+            except BaseException as exc:  # not a model error: the thread would die; restart it, within reason
+                now = time.monotonic()
+                self._deaths.append(now)
+                while self._deaths and now - self._deaths[0] > RESTART_WINDOW_S:
+                    self._deaths.popleft()
+                give_up = len(self._deaths) > RESTARTS_ALLOWED
+                if give_up:
+                    self.failure = exc  # before anyone hears of the failed batch
+                for p in batch or ():
+                    if not p.future.done():
+                        p.future.set_exception(ModelClosed(f"the model thread failed: {exc!r}"))
+                if give_up:
+                    log.exception("model engine: the model thread failed again; giving up")
+                    self._die(exc)
+                    return
+                self.restarts += 1
+                log.exception("model engine: the model thread failed (%r); restarting it", exc)
 
-    def _die(self, exc: BaseException, running: Sequence[_Pending] = ()) -> None:
-        """Record the failure, refuse new requests and fail every waiting one (the running batch too)."""
+    def _die(self, exc: BaseException) -> None:
+        """Record the failure, refuse new requests and fail every waiting one."""
         self.failure = exc
         with self._cond:
             self._closed = True
-            pending = [*running, *(p for q in self._queues.values() for p in q)]
+            pending = [p for q in self._queues.values() for p in q]
             for q in self._queues.values():
                 q.clear()
             self._cond.notify_all()
@@ -369,34 +408,59 @@ class BatchingEngine:
         kind = batch[0].request.kind
         model = self._model_for(kind)
         t0 = time.monotonic()
-        try:
-            if not self.prepare_ahead:
-                for p in batch:
-                    p.prepared = model.prepare(p.request)
-                spent = time.monotonic() - t0
-                self._stats.prepare_s += spent
-                self._stats.prepare_on_model_thread_s += spent
-            results = self._execute(model, batch)
-        except Exception as exc:
-            self._stats.errors += 1
-            log.error("%s batch of %d failed on %s: %s", kind.value, len(batch), model.info.name, exc)
+        if not self.prepare_ahead:
+            ready = []
             for p in batch:
-                p.future.set_exception(exc)
-            return
-        except BaseException as exc:  # not a model error: the engine cannot go on
-            log.exception("model engine: %s batch on %s failed fatally", kind.value, model.info.name)
-            self._die(exc, running=batch)
-            return
+                try:
+                    p.prepared = model.prepare(p.request)
+                    ready.append(p)
+                except Exception as exc:
+                    self._stats.errors += 1
+                    log.error("%s request could not be prepared: %s", kind.value, exc)
+                    p.future.set_exception(exc)
+            spent = time.monotonic() - t0
+            self._stats.prepare_s += spent
+            self._stats.prepare_on_model_thread_s += spent
+            batch = ready
+            if not batch:
+                return
+        self._run_batch(model, batch)
         self._stats.record(kind, len(batch), time.monotonic() - t0)
+
+    def _run_batch(self, model: BatchModel, batch: list[_Pending]) -> None:
+        """Run a batch and hand out its results; a failed batch is tried again in halves."""
+        try:
+            results = self._execute(model, batch, self._stopping)
+        except Exception as exc:
+            kind = batch[0].request.kind.value
+            if len(batch) == 1 or self._stopping.is_set():
+                self._stats.errors += len(batch)
+                log.error("%s request failed on %s: %s", kind, model.info.name, _brief(exc))
+                for p in batch:
+                    p.future.set_exception(exc)
+                return
+            self._stats.retries += 1
+            log.warning(
+                "%s batch of %d failed on %s (%s); trying it in halves", kind, len(batch), model.info.name, _brief(exc)
+            )
+            half = len(batch) // 2
+            self._run_batch(model, batch[:half])
+            self._run_batch(model, batch[half:])
+            return
         for p, res in zip(batch, results, strict=True):
             p.future.set_result(res)
 
     @staticmethod
-    def _execute(model: BatchModel, batch: list[_Pending]) -> Sequence[ModelResult]:
+    def _execute(model: BatchModel, batch: list[_Pending], cancel: threading.Event) -> Sequence[ModelResult]:
         first = batch[0].request
         prepared = [p.prepared for p in batch if p.prepared is not None]
         if isinstance(first, DescribeRequest):
-            return model.describe(prepared, first.max_new_tokens)
+            return model.describe(prepared, first.max_new_tokens, cancel)
         if isinstance(first, ScoreRequest):
             return model.score(prepared, first.answers, first.pool_layers)
-        return model.explain(prepared, first.max_new_tokens)
+        return model.explain(prepared, first.max_new_tokens, cancel)
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

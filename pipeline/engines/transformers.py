@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,6 +211,9 @@ class TransformersModel:
             num_layers=int(text_cfg.num_hidden_layers),
             hidden_size=int(text_cfg.hidden_size),
         )
+        note = getattr(self.model.config, "llmvad_note", None)
+        if note:
+            log.warning("%s is %s; for real descriptions use google/gemma-3-4b-it (--model)", self._name, note)
         log.info(
             "loaded %s (%s, %s on %s) in %.1f s",
             self._name,
@@ -334,7 +338,9 @@ class TransformersModel:
     # -- the model thread --------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def describe(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[DescribeResult]:
+    def describe(
+        self, batch: Sequence[Prepared], max_new_tokens: int, cancel: threading.Event | None = None
+    ) -> list[DescribeResult]:
         items = [_expect(p, _ImageInput) for p in batch]
         inputs: dict[str, torch.Tensor] = {
             k: _pad([it.tokens[k] for it in items], self._pad_id if k == "input_ids" else 0, left=True)
@@ -342,20 +348,34 @@ class TransformersModel:
         }
         for k in items[0].images:
             inputs[k] = torch.cat([it.images[k] for it in items])
-        return [DescribeResult(t) for t in self._greedy(inputs, max_new_tokens)]
+        return [DescribeResult(t) for t in self._greedy(inputs, max_new_tokens, cancel)]
 
     @torch.inference_mode()
-    def explain(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[ExplainResult]:
+    def explain(
+        self, batch: Sequence[Prepared], max_new_tokens: int, cancel: threading.Event | None = None
+    ) -> list[ExplainResult]:
         rows = [_expect(p, _TextInput).ids for p in batch]
         ids = _pad(rows, self._pad_id, left=True)
         mask = _pad([[1] * len(r) for r in rows], 0, left=True)
-        return [ExplainResult(t) for t in self._greedy({"input_ids": ids, "attention_mask": mask}, max_new_tokens)]
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        return [ExplainResult(t) for t in self._greedy(inputs, max_new_tokens, cancel)]
 
-    def _greedy(self, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> list[str]:
-        """Greedy decoding of a left-padded batch; the new text of each row, stripped."""
+    def _greedy(
+        self, inputs: dict[str, torch.Tensor], max_new_tokens: int, cancel: threading.Event | None = None
+    ) -> list[str]:
+        """Greedy decoding of a left-padded batch; the new text of each row, stripped. Stops at the next
+        token once ``cancel`` is set."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+                stop = cancel is not None and cancel.is_set()
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
         on_device = {k: v.to(self.device) for k, v in inputs.items()}
         out = self.model.generate(
             **on_device,
+            stopping_criteria=StoppingCriteriaList([Cancelled()]),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             eos_token_id=self._eos,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,21 +52,23 @@ class FakeModel:
             self.prepare_threads.add(threading.current_thread().name)
         return _Input(request)
 
-    def _work(self, kind: str, batch: Sequence[Prepared]) -> list[ModelRequest]:
+    def _work(self, kind: str, batch: Sequence[Prepared], cancel: threading.Event | None = None) -> list[ModelRequest]:
         requests = [p.request for p in batch if isinstance(p, _Input)]
         with self._lock:
             self.batches.append((kind, len(requests)))
             self.requests.extend(requests)
             self.threads.add(threading.current_thread().name)
-        time.sleep(self.delay_s + self.per_item_s * len(requests))
+        (cancel or threading.Event()).wait(self.delay_s + self.per_item_s * len(requests))  # generation stops
         return requests
 
     def describe_image(self, image: Image, prompt: str) -> str:
         return f"brightness {int(image.mean()) // 8}"
 
-    def describe(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[DescribeResult]:
+    def describe(
+        self, batch: Sequence[Prepared], max_new_tokens: int, cancel: threading.Event | None = None
+    ) -> list[DescribeResult]:
         out = []
-        for r in self._work("describe", batch):
+        for r in self._work("describe", batch, cancel):
             assert isinstance(r, DescribeRequest)
             if self.fail_on and self.fail_on in r.prompt:
                 raise RuntimeError("fake failure")
@@ -85,8 +86,10 @@ class FakeModel:
             out.append(ScoreResult(probs / probs.sum(), pooled))
         return out
 
-    def explain(self, batch: Sequence[Prepared], max_new_tokens: int) -> list[ExplainResult]:
-        return [ExplainResult("something alarming happened") for _ in self._work("explain", batch)]
+    def explain(
+        self, batch: Sequence[Prepared], max_new_tokens: int, cancel: threading.Event | None = None
+    ) -> list[ExplainResult]:
+        return [ExplainResult("something alarming happened") for _ in self._work("explain", batch, cancel)]
 
     def prompts(self, kind: type[ScoreRequest] | type[ExplainRequest]) -> list[ChatPrompt]:
         """The prompts of the score or explain requests served so far."""
