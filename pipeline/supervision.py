@@ -43,3 +43,27 @@ async def restarting(
             log.error("%s failed: %r; restarting it in %.1f s", name, exc, delay, exc_info=exc)
             attempt += 1
         await asyncio.sleep(delay)
+
+
+class LagProbe:
+    """Measures how late the event loop wakes up (a blocked loop delays every camera and every alert);
+    warns, at most every 10 s, when a wake-up is later than ``warn_s``."""
+
+    def __init__(self, *, interval_s: float = 0.05, warn_s: float = 0.25) -> None:
+        self.interval_s = interval_s
+        self.warn_s = warn_s
+        self.max_lag_s = 0.0
+        self.stalls = 0
+        self._last_warning = 0.0
+
+    async def run(self) -> None:
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(self.interval_s)
+            lag = time.monotonic() - t0 - self.interval_s
+            self.max_lag_s = max(self.max_lag_s, lag)
+            if lag > self.warn_s:
+                self.stalls += 1
+                if t0 - self._last_warning > 10.0:
+                    self._last_warning = t0
+                    log.warning("the event loop stalled for %.0f ms (%d stalls so far)", 1000 * lag, self.stalls)

@@ -7,7 +7,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pipeline.records import EventChange, Record
 from pipeline.supervision import restarting
@@ -30,6 +30,15 @@ class Sink(Protocol):
 
     async def close(self) -> None:
         """Flush and release resources."""
+        ...
+
+
+@runtime_checkable
+class DurableSink(Protocol):
+    """A sink that makes event changes durable the moment they are emitted, before they are queued."""
+
+    def persist(self, record: EventChange) -> None:
+        """Write ``record`` durably, at once (it is still handed to ``handle`` later, in order)."""
         ...
 
 
@@ -119,8 +128,15 @@ class SinkHub:
         return self
 
     def publish(self, record: Record) -> None:
-        """Give a record to every sink (never blocks, never raises into the pipeline)."""
+        """Give a record to every sink (never raises into the pipeline). Event changes are first written
+        by the durable sinks (the MQTT outbox, the event store), so a crash right after loses no alert."""
         for runner in self.runners:
+            if isinstance(record, EventChange) and isinstance(runner.sink, DurableSink):
+                try:
+                    runner.sink.persist(record)
+                except Exception as exc:  # the sink's own queue still has it
+                    runner.failed += 1
+                    log.error("sink %s could not persist event %s: %r", runner.sink.name, record.after.id, exc)
             runner.offer(record)
 
     async def __aexit__(self, *exc: object) -> None:

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.records import Description, Event, WindowScore
+
+T = TypeVar("T")
+
+
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(self: EventStore, *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS descriptions (
@@ -75,10 +89,11 @@ class StoredScore:
 
 
 class EventStore:
-    """SQLite history. One connection; use it from one thread at a time."""
+    """SQLite history. One connection, shared safely between threads (a lock around each statement)."""
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self._lock = threading.RLock()
         if readonly:
             if not self.path.is_file():
                 raise FileNotFoundError(f"no event history at {self.path}")
@@ -91,17 +106,20 @@ class EventStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
 
+    @_locked
     def close(self) -> None:
         self._db.close()
 
     # -- writing -----------------------------------------------------------------------------------
 
+    @_locked
     def add_description(self, d: Description) -> None:
         self._db.execute(
             "INSERT INTO descriptions (camera, frame_index, stream_time, wall_time, text, reused) VALUES (?,?,?,?,?,?)",
             (d.camera, d.frame_index, d.stream_time, d.wall_time, d.text, int(d.reused)),
         )
 
+    @_locked
     def add_score(self, s: WindowScore) -> None:
         self._db.execute(
             "INSERT INTO scores (camera, seq, start_time, end_time, wall_time, score, descriptions, frame_indices) "
@@ -118,6 +136,7 @@ class EventStore:
             ),
         )
 
+    @_locked
     def upsert_event(self, e: Event) -> None:
         self._db.execute(
             "INSERT INTO events (id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, "
@@ -143,11 +162,37 @@ class EventStore:
             ),
         )
 
+    @_locked
+    def open_events(self) -> list[Event]:
+        """Events that never ended (the monitor was killed), as they were last stored, snapshot left out."""
+        rows = self._db.execute(
+            "SELECT id, camera, start_time, start_wall, end_time, end_wall, peak_score, score, peak_frame_index, "
+            "descriptions, explanation, updated_wall FROM events WHERE end_wall IS NULL ORDER BY start_wall"
+        ).fetchall()
+        return [
+            Event(
+                id=r[0],
+                camera=r[1],
+                start_time=r[2],
+                start_wall=r[3],
+                end_time=None,
+                end_wall=None,
+                peak_score=r[6],
+                score=r[7],
+                peak_frame_index=r[8],
+                descriptions=tuple(json.loads(r[9])),
+                explanation=r[10],
+            )
+            for r in rows
+        ]
+
+    @_locked
     def close_open_events(self) -> int:
         """Mark events left open by a crash as ended at their last update; returns how many."""
         cur = self._db.execute("UPDATE events SET end_wall = updated_wall WHERE end_wall IS NULL")
         return cur.rowcount
 
+    @_locked
     def enforce_retention(self, *, max_age_s: float, max_bytes: float, now: float | None = None) -> int:
         """Delete rows older than ``max_age_s``, then the oldest rows while the file exceeds ``max_bytes``."""
         cutoff = (now or time.time()) - max_age_s
@@ -177,6 +222,7 @@ class EventStore:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return deleted
 
+    @_locked
     def size_bytes(self) -> int:
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
@@ -185,6 +231,7 @@ class EventStore:
 
     # -- reading -----------------------------------------------------------------------------------
 
+    @_locked
     def events(
         self, *, camera: str | None = None, since: float | None = None, until: float | None = None
     ) -> list[StoredEvent]:
@@ -206,6 +253,7 @@ class EventStore:
         rows = self._db.execute(sql + " ORDER BY start_wall", args).fetchall()
         return [_event(r) for r in rows]
 
+    @_locked
     def event(self, event_id: str) -> StoredEvent | None:
         """One event with its snapshot, by id or by a prefix that only it has."""
         cols = (
@@ -221,6 +269,7 @@ class EventStore:
             return None
         return _event(rows[0][:12], snapshot=rows[0][12])
 
+    @_locked
     def descriptions(self, camera: str, since: float, until: float) -> list[Description]:
         rows = self._db.execute(
             "SELECT camera, frame_index, stream_time, wall_time, text, reused FROM descriptions "
@@ -229,6 +278,7 @@ class EventStore:
         ).fetchall()
         return [Description(c, fi, st, wt, t, bool(r)) for c, fi, st, wt, t, r in rows]
 
+    @_locked
     def scores(self, *, since: float, camera: str | None = None) -> list[StoredScore]:
         sql = "SELECT camera, wall_time, score, descriptions FROM scores WHERE wall_time >= ?"
         args: list[Any] = [since]
@@ -238,6 +288,7 @@ class EventStore:
         rows = self._db.execute(sql + " ORDER BY wall_time", args).fetchall()
         return [StoredScore(c, w, s, tuple(json.loads(d))) for c, w, s, d in rows]
 
+    @_locked
     def cameras(self) -> Sequence[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT camera FROM scores ORDER BY camera")]
 

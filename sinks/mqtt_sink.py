@@ -75,6 +75,7 @@ class MqttSink:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._rng = random.Random()
+        self._persisted: set[int] = set()
 
     @property
     def where(self) -> str:
@@ -94,9 +95,22 @@ class MqttSink:
         await self._enqueue([OutMessage(self.topics.anomaly(c), OFF, 1, True) for c in self.cameras])
         self._task = asyncio.create_task(self._connection(), name="mqtt-connection")
 
+    def persist(self, record: EventChange) -> None:
+        """Write the alert's messages to the outbox now, on the caller's thread (a few milliseconds)."""
+        assert self._outbox is not None, "sink not opened"
+        messages = self.topics.alert_messages(record, self.cfg.snapshot_max_bytes)
+        self._outbox.add(messages)
+        self._persisted.add(id(record))
+        self.pending += len(messages)
+        self._drained.clear()
+        self._wake.set()
+
     async def handle(self, record: Record) -> None:
         if isinstance(record, EventChange):
-            await self._enqueue(self.topics.alert_messages(record, self.cfg.snapshot_max_bytes))
+            if id(record) in self._persisted:
+                self._persisted.discard(id(record))  # in the outbox since persist()
+            else:
+                await self._enqueue(self.topics.alert_messages(record, self.cfg.snapshot_max_bytes))
         elif isinstance(record, WindowScore):
             await self._publish_state(self.topics.score_message(record))
         elif isinstance(record, CameraStatus):
@@ -257,7 +271,10 @@ class MqttSink:
                 *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=10.0) for _, m in rows),
                 return_exceptions=True,
             )
-            done = [i for (i, _), r in zip(rows, results, strict=True) if r is None]
+            # Only the run of acknowledged messages before the first failure leaves the outbox: what
+            # follows a failed publish goes again after it, so the broker never sees them out of order.
+            ok = next((k for k, r in enumerate(results) if r is not None), len(results))
+            done = [i for i, _ in rows[:ok]]
             await self._in_db(outbox.remove, done)
             self.delivered += len(done)
             self.pending = await self._in_db(len, outbox)

@@ -49,6 +49,7 @@ class StoreSink:
         self._store: EventStore | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-store")
         self._retention: asyncio.Task[None] | None = None
+        self._persisted: set[int] = set()
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -71,6 +72,12 @@ class StoreSink:
                 log.info("event store: retention removed %d rows", deleted)
             await asyncio.sleep(self.retention_interval_s)
 
+    def persist(self, record: EventChange) -> None:
+        """Store the event now, on the caller's thread (it must survive a crash right after)."""
+        assert self._store is not None, "sink not opened"
+        self._store.upsert_event(record.after)
+        self._persisted.add(id(record))
+
     async def handle(self, record: Record) -> None:
         store = self._store
         assert store is not None, "sink not opened"
@@ -80,7 +87,10 @@ class StoreSink:
         elif isinstance(record, WindowScore):
             await self._run(store.add_score, record)
         elif isinstance(record, EventChange):
-            await self._run(store.upsert_event, record.after)
+            if id(record) in self._persisted:
+                self._persisted.discard(id(record))  # stored by persist()
+            else:
+                await self._run(store.upsert_event, record.after)
 
     async def close(self) -> None:
         if self._retention is not None:

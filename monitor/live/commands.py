@@ -79,7 +79,7 @@ def run(
     if not cfg.cameras:
         return fail("none of the sources can be read")
     sinks, mqtt = build_sinks(cfg)
-    monitor = Monitor(cfg, models=build_client(cfg), sinks=sinks, max_seconds=max_seconds)
+    monitor = Monitor(cfg, load_models=lambda: build_client(cfg), sinks=sinks, max_seconds=max_seconds)
     if cfg.prometheus.port is not None:
         from monitor.live.prometheus import MonitorCollector, serve
 

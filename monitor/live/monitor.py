@@ -10,23 +10,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from monitor.config import AppConfig
 from monitor.live.cameras import CameraParts, CameraSummary, build_camera
 from monitor.models import build_judge
 from pipeline.camera import CameraCounters
-from pipeline.inference import EngineStats, ModelClient
+from pipeline.inference import EngineStats, ModelClient, ModelLoadError
 from pipeline.judge import Judge
-from pipeline.records import CameraStatus
-from pipeline.supervision import restarting
+from pipeline.records import CameraStatus, EventChange
+from pipeline.supervision import LagProbe, restarting
 from sinks.base import Sink, SinkHub, SinkRunner
+from sinks.event_store import EventStore
 
 log = logging.getLogger(__name__)
 
 ENGINE_CHECK_S = 1.0
 """How often the run looks at the model engine's health."""
+
+
+def _check_describer(models: ModelClient) -> None:
+    if models.describer is None or not models.describer.images:
+        name = models.judge.name if models.describer is None else models.describer.name
+        raise ModelLoadError(name, "it cannot describe images", "Configure a vision-language model as [model].")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +58,9 @@ class LiveStats:
     """A view of the running monitor's counters."""
 
     cameras: list[tuple[CameraStatus, CameraCounters]]
-    engine: EngineStats
+    engine: EngineStats | None
     sinks: list[SinkRunner]
+    loop_lag_max_s: float = 0.0
 
 
 class Monitor:
@@ -62,23 +70,28 @@ class Monitor:
         self,
         cfg: AppConfig,
         *,
-        models: ModelClient,
         sinks: Sequence[Sink],
+        models: ModelClient | None = None,
+        load_models: Callable[[], ModelClient] | None = None,
         judge: Judge | None = None,
         max_seconds: float | None = None,
-        drain_timeout_s: float = 2.0,
     ) -> None:
+        """``models``, or ``load_models`` to load them once the sinks are open (a ModelLoadError then
+        comes out of :meth:`run`)."""
         if not cfg.cameras:
             raise ValueError("no cameras configured: add [[cameras]] to the config or pass --source")
-        if models.describer is None or not models.describer.images:
-            name = models.judge.name if models.describer is None else models.describer.name
-            raise ValueError(f"model {name!r} cannot describe images: configure a vision-language model")
+        if (models is None) == (load_models is None):
+            raise ValueError("give models or load_models")
+        if models is not None:
+            _check_describer(models)
         self.cfg = cfg
         self.models = models
+        self.load_models = load_models
         self.sinks = sinks
         self.judge = judge
         self.max_seconds = max_seconds
-        self.drain_timeout_s = drain_timeout_s
+        self.drain_timeout_s = cfg.outputs.drain_timeout_s
+        self.lag = LagProbe()
         self._cameras: list[CameraParts] = []
         self._hub: SinkHub | None = None
 
@@ -86,26 +99,62 @@ class Monitor:
         """The running monitor's counters (for the metrics endpoint); empty before :meth:`run`."""
         return LiveStats(
             cameras=[(c.status(), c.stage.counters) for c in self._cameras],
-            engine=self.models.stats,
+            engine=None if self.models is None else self.models.stats,
             sinks=[] if self._hub is None else list(self._hub.runners),
+            loop_lag_max_s=self.lag.max_lag_s,
         )
+
+    def _left_open(self) -> list[EventChange]:
+        """``end`` changes for the events a killed run left open in the event store (sent to every sink)."""
+        s = self.cfg.store
+        if not s.enabled or not s.path.is_file():
+            return []
+        store = EventStore(s.path)
+        try:
+            events = store.open_events()
+        finally:
+            store.close()
+        now = time.time()
+        if events:
+            log.info("%d events left open by an earlier run are ended now", len(events))
+        return [EventChange("end", e, replace(e, end_time=e.start_time, end_wall=now)) for e in events]
+
+    def _join_sources(self, cameras: list[CameraParts]) -> None:
+        """Wait for the decode threads (a source may be inside a blocking open for its open timeout)."""
+        for c in cameras:
+            if not c.source.join(c.source.settings.open_timeout_s + 1.0):
+                log.warning("camera %r: its decode thread did not end", c.name)
 
     async def run(self, stop: asyncio.Event | None = None) -> RunSummary:
         """Run until every file source has ended, ``stop`` is set, ``max_seconds`` have passed or a part of
-        the monitor fails."""
+        the monitor fails.
+
+        The sinks open first: events a killed run left open are ended everywhere and the outbox delivers
+        while the models load. On the way out sources stop, stages drain for ``drain_timeout_s`` and are
+        then cancelled (their events end), the engine cuts its running generation short, sinks flush.
+        """
         cfg = self.cfg
         stop = stop or asyncio.Event()
         t0 = time.monotonic()
-        interrupted = False
+        deadline = None if self.max_seconds is None else t0 + self.max_seconds
         crashed: list[str] = []
+        cameras: list[CameraParts] = []
+        left_open = await asyncio.to_thread(self._left_open)
         async with SinkHub(self.sinks, maxsize=cfg.outputs.sink_queue_size) as hub:
             self._hub = hub
-            async with self.models:
-                judge = self.judge or build_judge(cfg, self.models)
+            for change in left_open:
+                hub.publish(change)
+            if self.models is None:
+                assert self.load_models is not None
+                self.models = await asyncio.to_thread(self.load_models)
+            models = self.models
+            _check_describer(models)
+            async with models:
+                judge = self.judge or build_judge(cfg, models)
                 cameras = self._cameras = [
                     build_camera(
                         cam,
-                        models=self.models,
+                        models=models,
                         judge=judge,
                         emit=hub.publish,
                         image_max_side=cfg.model.image_max_side,
@@ -117,13 +166,15 @@ class Monitor:
                 for c in cameras:
                     c.source.start()
                 stages = {asyncio.create_task(c.stage.run(), name=f"camera-{c.name}"): c for c in cameras}
-                status_task = asyncio.create_task(
-                    restarting("camera status reporter", lambda: self._report_status(cameras, hub)), name="status"
-                )
+                helpers = [
+                    asyncio.create_task(
+                        restarting("camera status reporter", lambda: self._report_status(cameras, hub)), name="status"
+                    ),
+                    asyncio.create_task(restarting("event loop lag probe", self.lag.run), name="lag-probe"),
+                ]
                 stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
+                remaining = set(stages)
                 try:
-                    remaining = set(stages)
-                    deadline = None if self.max_seconds is None else t0 + self.max_seconds
                     while remaining and not stop.is_set() and not crashed:
                         timeout = (
                             ENGINE_CHECK_S if deadline is None else min(ENGINE_CHECK_S, deadline - time.monotonic())
@@ -138,27 +189,27 @@ class Monitor:
                                 log.error("camera %r: its stage failed: %r; stopping the run", name, exc, exc_info=exc)
                                 crashed.append(f"camera {name}")
                         remaining -= done
-                        failure = self.models.failure
-                        if failure is not None:
-                            log.error("the model engine failed (%r); stopping the run", failure)
+                        if models.failure is not None:
+                            log.error("the model engine failed (%r); stopping the run", models.failure)
                             crashed.append("model engine")
                         if deadline is not None and time.monotonic() >= deadline:
                             log.info("time limit of %.0f s reached", self.max_seconds)
                             break
-                    interrupted = bool(remaining)
                     if remaining:
                         await self._shutdown(cameras, remaining)
                 finally:
                     stop_task.cancel()
-                    status_task.cancel()
+                    for h in helpers:
+                        h.cancel()
                     for c in cameras:
                         c.source.stop()
+            await asyncio.to_thread(self._join_sources, cameras)
             for c in cameras:
                 hub.publish(c.status())
         summary = RunSummary(
             cameras=tuple(c.summary() for c in cameras),
             seconds=time.monotonic() - t0,
-            stopped=interrupted,
+            stopped=bool(remaining),
             crashed=tuple(crashed),
         )
         for cs in summary.cameras:
@@ -177,7 +228,8 @@ class Monitor:
         return summary
 
     async def _shutdown(self, cameras: list[CameraParts], remaining: set[asyncio.Task[None]]) -> None:
-        """Stop sources, let the stages drain briefly, then cancel what is left (its model requests too)."""
+        """Stop sources, let the stages drain (descriptions, scores and explanations in flight finish), then
+        cancel what is left (its model requests too)."""
         for c in cameras:
             c.source.stop()
         _, still = await asyncio.wait(remaining, timeout=self.drain_timeout_s)

@@ -59,13 +59,20 @@ class MonitorCollector:
             up.add_metric([status.camera], float(status.connected))
         yield depth
         yield up
-        lat = HistogramMetricFamily("llmvad_model_batch_seconds", "Model time per batch", labels=["kind"])
-        size = HistogramMetricFamily("llmvad_model_batch_size", "Requests per batch", labels=["kind"])
-        for kind in RequestKind:
-            lat.add_metric([kind.value], _buckets(LATENCY_BUCKETS_S, engine.latency[kind]), engine.busy_s[kind])
-            size.add_metric([kind.value], _buckets(BATCH_BUCKETS, engine.batch_sizes[kind]), float(engine.items[kind]))
-        yield lat
-        yield size
+        if engine is not None:
+            lat = HistogramMetricFamily("llmvad_model_batch_seconds", "Model time per batch", labels=["kind"])
+            size = HistogramMetricFamily("llmvad_model_batch_size", "Requests per batch", labels=["kind"])
+            for kind in RequestKind:
+                lat.add_metric([kind.value], _buckets(LATENCY_BUCKETS_S, engine.latency[kind]), engine.busy_s[kind])
+                size.add_metric(
+                    [kind.value], _buckets(BATCH_BUCKETS, engine.batch_sizes[kind]), float(engine.items[kind])
+                )
+            yield lat
+            yield size
+            yield CounterMetricFamily("llmvad_model_errors", "Model requests that failed", value=engine.errors)
+        yield GaugeMetricFamily(
+            "llmvad_event_loop_lag_max_seconds", "Longest event loop stall so far", value=live.loop_lag_max_s
+        )
         if self.mqtt is not None:
             yield CounterMetricFamily(
                 "llmvad_alerts_delivered", "MQTT alert messages acknowledged by the broker", value=self.mqtt.delivered
