@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
 import time
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
