@@ -76,6 +76,7 @@ async def test_the_judge_on_llama_cpp_reads_answer_probabilities(llama: ModelSer
     assert c.stats.errors == 0 and c.stats.items[ScoreRequest.kind] == 2
 
 
+@pytest.mark.timeout(1200)  # 1,041 texts twice: a few minutes on 2 cores
 async def test_llama_cpp_ranks_the_dev_set_like_the_transformers_judge(
     llama: ModelServer, judge_dev: Path, judge_270m: Path
 ) -> None:
