@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from monitor.config import ConfigError
 from monitor.env import load_env_file
-from monitor.options import DEFAULT_CONFIG, EXIT_INTERRUPTED, EXIT_USAGE, fail
+from monitor.options import DEFAULT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail
 from pipeline.inference import ModelLoadError
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -249,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "max_seconds", None) is not None and args.max_seconds <= 0:
         return fail("--max-seconds must be positive")
     load_env_file(Path(".env"))
+    os.umask(0o077)  # what the monitor writes (history, outbox, snapshots, results) is its owner's alone
     try:
         code: int = args.func(args)
         return code
@@ -260,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, and the traceback in the log at DEBUG
+        logging.getLogger("monitor").debug("unexpected error", exc_info=exc)
+        return fail(f"unexpected {type(exc).__name__}: {exc} (a bug; --log-level DEBUG shows where)", EXIT_FAILED)
 
 
 if __name__ == "__main__":

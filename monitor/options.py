@@ -44,6 +44,11 @@ def configured_secrets(cfg: AppConfig) -> list[str]:
     return found
 
 
+def file_mode(cfg: AppConfig) -> None:
+    """Files and folders the monitor creates: its owner's alone, or its group's too when configured."""
+    os.umask(0o027 if cfg.outputs.group_readable else 0o077)
+
+
 def for_instance(cfg: AppConfig, instance: str | None) -> AppConfig:
     """The configuration bound to a running instance (``--instance`` over ``instance`` of the config)."""
     return (cfg.replace(instance=instance) if instance else cfg).bind_instance()
@@ -65,6 +70,12 @@ def _camera_name(url: str, taken: set[str]) -> str:
 def sources_as_cameras(cfg: AppConfig, sources: Sequence[str]) -> tuple[CameraConfig, ...]:
     """Cameras for ``--source`` arguments (files are read once at full speed, streams are live), with the
     configuration's sections."""
+    for src in sources:
+        try:
+            src.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = src.encode("utf-8", "backslashreplace").decode()
+            raise ValueError(f"--source {shown}: the path is not valid UTF-8; rename the file or link it") from None
     taken: set[str] = set()
     return tuple(cfg.new_camera(name=_camera_name(src, taken), url=src) for src in sources)
 

@@ -103,6 +103,8 @@ class SourceStats:
         self.reconnects = 0
         self.failures = 0
         """Unexpected errors of the decode loop (a live source restarts it)."""
+        self.truncated: str | None = None
+        """Set when a file ends well before the duration its header declares."""
         self.clock_jumps = 0
         """Times the source's timestamps restarted or jumped (the stream clock went on regardless)."""
         self.fps = 0.0
@@ -304,8 +306,30 @@ class VideoSource:
                 image, thumb = self._convert(frame)
                 out = Frame(camera=self.camera, index=index, stream_time=t, wall_time=now, image=image, thumb=thumb)
                 self.queue.put(out, cancel=self._stop)
+            if not self.live and not self._stop.is_set():
+                self._check_length(container, stream)
         finally:
             container.close()
+
+    def _check_length(self, container: Any, stream: Any) -> None:
+        """Warn (once) when a file ends well before the duration its header declares: truncated."""
+        declared = None
+        if stream.duration and stream.time_base:
+            declared = float(stream.duration * stream.time_base)
+        elif container.duration:
+            declared = container.duration / 1_000_000
+        reached = self._conn_raw
+        if declared is None or reached is None or self.stats.truncated is not None:
+            return
+        start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        if reached - start < declared - max(1.0, 0.05 * declared):
+            self.stats.truncated = f"ends at {reached - start:.1f} s of the {declared:.1f} s its header declares"
+            log.warning(
+                "camera %r (%s): the file %s: truncated or damaged; read up to there",
+                self.camera,
+                self.safe_url,
+                self.stats.truncated,
+            )
 
     def _clock(self, frame_time: float | None, now: float) -> float:
         """Stream time of the next frame: the source's own clock, made continuous and monotonic.

@@ -105,8 +105,8 @@ def test_window_shows_cameras_scores_and_events(qtbot) -> None:
 def test_decoder_rejects_malformed_messages() -> None:
     feed = ConsoleFeed()
     dec = MqttDecoder("llmvad", feed)
-    good = {"camera": "c", "wall_time": 1.0, "score": 0.5, "descriptions": ["x"]}
-    assert dec.decode("llmvad/c/score", json.dumps(good).encode()) == [ScorePoint("c", 1.0, 0.5, "x")]
+    good = {"camera": "c", "wall_time": 1.8e9, "score": 0.5, "descriptions": ["x"]}
+    assert dec.decode("llmvad/c/score", json.dumps(good).encode()) == [ScorePoint("c", 1.8e9, 0.5, "x")]
     bad = [
         ("llmvad/c/score", b"{not json"),
         ("llmvad/c/score", json.dumps(good).encode()[:20]),  # truncated

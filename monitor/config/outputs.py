@@ -19,6 +19,9 @@ class OutputConfig(Settings):
     log_descriptions: bool = Field(False, title="Log every description at INFO (scores and events always are)")
     status_interval_s: float = Field(5.0, gt=0, le=3600, title="How often camera status is reported")
     sink_queue_size: int = Field(1000, ge=1, le=1_000_000, title="Records buffered per sink before dropping")
+    group_readable: bool = Field(
+        False, title="Let the owner's group read what the monitor writes (default: the owner alone)"
+    )
     drain_timeout_s: float = Field(
         3.0, ge=0, le=600, title="On stop: how long work in flight (descriptions, scores, explanations) may finish"
     )

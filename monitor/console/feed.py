@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import deque
@@ -17,6 +18,10 @@ log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 256 * 1024
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Camera names as the monitor allows them; anything else on a topic is not one of its cameras."""
+EARLIEST, LATEST = 946_684_800.0, 4_102_444_800.0
+"""Unix times outside 2000-2100 are not times the monitor sends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +167,8 @@ class MqttDecoder:
             if len(parts) != 2 or not parts[0]:
                 return []
             camera, kind = parts
+            if kind in ("snapshot", "score", "status") and not CAMERA_NAME.match(camera):
+                raise ValueError("not a camera name")
             if kind == "snapshot":
                 if len(payload) > MAX_SNAPSHOT_BYTES or payload[:2] != b"\xff\xd8":
                     raise ValueError("not a JPEG" if payload[:2] != b"\xff\xd8" else "too large")
@@ -173,13 +180,13 @@ class MqttDecoder:
                 if not isinstance(descriptions, list):
                     raise ValueError("descriptions is not a list")
                 text = str(descriptions[-1]) if descriptions else None
-                return [ScorePoint(camera, _num(d, "wall_time"), _score(d, "score"), text)]
+                return [ScorePoint(camera, _time(d, "wall_time"), _score(d, "score"), text)]
             if kind == "status":
                 d = self._json(payload)
                 return [
                     StatusView(
                         camera,
-                        _num(d, "wall_time"),
+                        _time(d, "wall_time"),
                         bool(d.get("connected")),
                         _num(d, "fps"),
                         int(_num(d, "frames_dropped")),
@@ -206,16 +213,18 @@ class MqttDecoder:
         if not isinstance(a, dict):
             raise ValueError("after is not an object")
         camera = str(a["camera"])
+        if not CAMERA_NAME.match(camera):
+            raise ValueError("not a camera name")
         descriptions = a.get("descriptions") or []
         if not isinstance(descriptions, list):
             raise ValueError("descriptions is not a list")
-        end = a.get("end")
+        end = None if a.get("end") is None else _time(a, "end")
         return [
             EventView(
                 id=str(a["id"]),
                 camera=camera,
-                start=_num(a, "start"),
-                end=None if end is None else float(end),
+                start=_time(a, "start"),
+                end=end,
                 peak_score=_score(a, "peak_score"),
                 score=_score(a, "score"),
                 explanation=None if a.get("explanation") is None else str(a["explanation"]),
@@ -230,6 +239,13 @@ def _num(d: dict[str, Any], key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{key} is not a finite number")
     return float(value)
+
+
+def _time(d: dict[str, Any], key: str) -> float:
+    value = _num(d, key)
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError(f"{key} {value:g} is not a plausible Unix time")
+    return value
 
 
 def _score(d: dict[str, Any], key: str) -> float:

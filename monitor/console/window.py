@@ -9,7 +9,15 @@ from datetime import datetime
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from monitor.console.feed import ConsoleFeed, DescriptionView, EventView, LinkState, ScorePoint, StatusView
+from monitor.console.feed import (
+    ConsoleFeed,
+    DescriptionView,
+    EventView,
+    FeedItem,
+    LinkState,
+    ScorePoint,
+    StatusView,
+)
 from monitor.console.series import ScoreSeries
 
 EVENT_BRUSH = (220, 40, 40, 60)
@@ -121,7 +129,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     """Cameras (left), their plots (middle), events and the selected event's details (right).
 
     A timer drains the :class:`ConsoleFeed` every ``refresh_ms`` and redraws each changed plot once, so
-    message bursts never mean a redraw per message.
+    message bursts never mean a redraw per message. What it creates is bounded: at most ``max_cameras``
+    panels (items of further cameras are counted as rejected) and ``max_events`` events.
     """
 
     COLUMNS = ("Camera", "Status", "FPS", "Drops", "Last score")
@@ -135,10 +144,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         refresh_ms: int = 250,
         capacity: int = 4096,
         max_events: int = 1000,
+        max_cameras: int = 64,
         title: str = "",
     ) -> None:
         super().__init__()
         self.feed = feed
+        self.max_cameras = max_cameras
         self.threshold = threshold
         self.span_s = span_s
         self.capacity = capacity
@@ -222,18 +233,14 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 if events > EVENTS_PER_TICK:  # a burst is spread over a few ticks, never one long freeze
                     self.feed.requeue(items[n:])
                     break
-            if isinstance(item, ScorePoint):
-                self.panel(item.camera).add_point(item)
-                self._set_cell(item.camera, 4, f"{item.score:.2f}")
-            elif isinstance(item, EventView):
-                self._event(item)
-            elif isinstance(item, StatusView):
-                self._camera_status(item)
-            elif isinstance(item, DescriptionView):
-                self.panel(item.camera).set_description(item.text)
-            elif isinstance(item, LinkState):
-                self.link = item
-                self._show_link()
+            camera = getattr(item, "camera", None)
+            if camera is not None and camera not in self.panels and len(self.panels) >= self.max_cameras:
+                self.feed.reject(f"camera {camera[:64]!r}", f"more than {self.max_cameras} cameras: not shown")
+                continue
+            try:
+                self._apply(item)
+            except Exception as exc:  # one odd item must not cost the rest of the tick
+                self.feed.reject(type(item).__name__, repr(exc))
         now = time.time()
         for panel in self.panels.values():
             panel.refresh(now, self.span_s)
@@ -242,6 +249,20 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             f"{n} event{'' if n == 1 else 's'} · {self.feed.malformed} malformed · {self.feed.dropped} dropped"
         )
         self.tick_seconds.append(time.perf_counter() - t0)
+
+    def _apply(self, item: FeedItem) -> None:
+        if isinstance(item, ScorePoint):
+            self.panel(item.camera).add_point(item)
+            self._set_cell(item.camera, 4, f"{item.score:.2f}")
+        elif isinstance(item, EventView):
+            self._event(item)
+        elif isinstance(item, StatusView):
+            self._camera_status(item)
+        elif isinstance(item, DescriptionView):
+            self.panel(item.camera).set_description(item.text)
+        elif isinstance(item, LinkState):
+            self.link = item
+            self._show_link()
 
     def panel(self, camera: str) -> CameraPanel:
         """The camera's panel, created (with its table row) the first time the camera is seen."""

@@ -21,6 +21,7 @@ from monitor.options import (
     EXIT_OK,
     configured_secrets,
     fail,
+    file_mode,
     for_instance,
     load_config,
     parse_shard,
@@ -63,8 +64,12 @@ def run(
 ) -> int:
     """``monitor run``: this instance's cameras through the models until interrupted, ``max_seconds`` or the
     end of its files. Exit status 0 done, 1 a source could not be read or a part of the monitor failed."""
-    cfg = with_overrides(load_config(config), model=model, judge_model=judge_model, sources=sources, output=output)
+    try:
+        cfg = with_overrides(load_config(config), model=model, judge_model=judge_model, sources=sources, output=output)
+    except ValueError as exc:
+        return fail(str(exc))
     setup_logging(log_level or cfg.log_level, configured_secrets(cfg))
+    file_mode(cfg)
     if not cfg.cameras:
         return fail("no cameras: add [[cameras]] to the config or pass --source URL_OR_PATH")
     try:

@@ -295,6 +295,11 @@ class _BatchRun:
         """One video through a camera stage, then its outputs; None when the run was stopped."""
         cfg = self.cfg
         got = Collected()
+        try:
+            str(job.path).encode("utf-8")
+        except UnicodeEncodeError:
+            log.error("%s: the file name is not valid UTF-8; rename it", job.rel)
+            return VideoOutcome(str(job.rel), "failed", error="the file name is not valid UTF-8")
         cam = cfg.new_camera(name=_camera_name(i, job.path), url=str(job.path), live=False)
         parts = build_camera(
             cam,

@@ -12,12 +12,20 @@ import numpy as np
 from tqdm import tqdm
 
 from monitor.config import AppConfig
-from monitor.env import secrets_to_hide
 from monitor.logs import setup_logging
 from monitor.models import build_client, load_calibration
 from monitor.offline.annotations import AnnotationError, Format, read_annotations
 from monitor.offline.judge_eval import read_labelled, report, score_items, smooth_by_video
-from monitor.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail, load_config, with_overrides
+from monitor.options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    configured_secrets,
+    fail,
+    file_mode,
+    load_config,
+    with_overrides,
+)
 
 
 def batch(
@@ -46,7 +54,8 @@ def batch(
     )
 
     cfg = with_overrides(load_config(config), model=model, judge_model=judge_model)
-    setup_logging(log_level or cfg.log_level, secrets_to_hide(()))
+    setup_logging(log_level or cfg.log_level, configured_secrets(cfg))
+    file_mode(cfg)
     if not video_dir.is_dir():
         return fail(f"{video_dir}: not a folder")
     out_dir = output if output is not None else video_dir.with_name(video_dir.name + "-results")
@@ -166,7 +175,7 @@ def report_page(*, run_dir: Path, output: Path | None) -> int:
 
 def _judge_config(config: Path | None, judge_model: str | None, log_level: str | None) -> AppConfig:
     cfg = with_overrides(load_config(config), judge_model=judge_model)
-    setup_logging(log_level or cfg.log_level, secrets_to_hide(()))
+    setup_logging(log_level or cfg.log_level, configured_secrets(cfg))
     return cfg
 
 
