@@ -73,6 +73,9 @@ class SourceSettings(Settings):
     )
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, title="Longest interval between retries")
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    analyze_s: float = Field(
+        0.5, gt=0, le=30, title="Live stream read to learn its format at each (re)connect (ffmpeg: 5 s; slower)"
+    )
 
     @model_validator(mode="after")
     def _backoff(self) -> SourceSettings:
@@ -250,6 +253,8 @@ class VideoSource:
         options: dict[str, str] = {}
         if s.url.lower().startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = s.rtsp_transport
+        if self.live:
+            options["analyzeduration"] = str(int(s.analyze_s * 1_000_000))
         # ffmpeg gives up on a silent stream after two read timeouts: half the stall time each
         read_timeout = s.read_timeout_s / 2 if self.live else s.read_timeout_s
         t0 = time.monotonic()

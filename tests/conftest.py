@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers.media import make_clip  # noqa: E402
+from tests.helpers.rtsp import SYSTEM_PYTHON, RtspServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +72,18 @@ def _state_outside_the_tree(tmp_path_factory: pytest.TempPathFactory) -> None:
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3 s, 10 fps H.264 clip with a moving square."""
     return make_clip(tmp_path_factory.mktemp("clips") / "moving.mp4")
+
+
+@pytest.fixture(scope="module")
+def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("rtsp") / "stream.mp4", seconds=60, fps=10, size=(320, 180))
+
+
+@pytest.fixture
+def rtsp_server(rtsp_clip: Path) -> Iterator[RtspServer]:
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.fail(f"{SYSTEM_PYTHON} is missing: the RTSP tests need Debian's python3-gi")
+    server = RtspServer(rtsp_clip)
+    server.start()
+    yield server
+    server.stop()

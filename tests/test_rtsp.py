@@ -6,11 +6,9 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,66 +17,9 @@ from pipeline.queues import Backpressure, ThreadToAsyncQueue
 from pipeline.records import Frame
 from pipeline.sampling import FrameSampler, SamplingSettings
 from pipeline.sources import SourceSettings, VideoSource
-from tests.helpers.media import make_clip
+from tests.helpers.rtsp import RtspServer
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = Path(__file__).parent / "helpers" / "rtsp_server.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RtspServer:
-    """Runs tests/helpers/rtsp_server.py under the system Python; can be stopped and started again."""
-
-    def __init__(self, clip: Path) -> None:
-        self.clip = clip
-        self.port = free_port()
-        self.proc: subprocess.Popen[str] | None = None
-
-    def url(self, userinfo: str = "") -> str:
-        return f"rtsp://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}/test"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER), str(self.port), "test", str(self.clip)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if line != "READY":
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            pytest.fail(
-                f"the GStreamer RTSP server did not start ({line!r}): {err[-1500:]}\nInstall Debian's "
-                "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
-            )
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-
-
-@pytest.fixture(scope="module")
-def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("rtsp") / "stream.mp4", seconds=60, fps=10, size=(320, 180))
-
-
-@pytest.fixture
-def rtsp_server(rtsp_clip: Path) -> Iterator[RtspServer]:
-    if not Path(SYSTEM_PYTHON).exists():
-        pytest.fail(f"{SYSTEM_PYTHON} is missing: the RTSP tests need Debian's python3-gi")
-    server = RtspServer(rtsp_clip)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_source_reconnects_after_server_restart(
