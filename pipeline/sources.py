@@ -266,6 +266,8 @@ class VideoSource:
             if self.live and time.monotonic() - t0 >= 0.9 * min(s.open_timeout_s, read_timeout):
                 # ffmpeg says "invalid data" when a peer accepts the connection and never answers
                 reason = f"no answer within {time.monotonic() - t0:.0f} s"
+            elif not self.live and isinstance(exc, av.error.InvalidDataError):
+                reason = "not a video, or damaged (ffmpeg finds no readable media in it)"
             else:
                 reason = _reason(exc)
             raise SourceError(self.camera, self.safe_url, f"cannot open: {reason}") from None
