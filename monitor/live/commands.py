@@ -139,8 +139,21 @@ def check_config(path: Path) -> int:
 
 
 def _open_history(config: Path | None, db: Path | None, instance: str | None) -> EventStore:
-    """The event store of ``db`` or of the configuration's instance, read-only; FileNotFoundError if none."""
-    return EventStore(db if db is not None else for_instance(load_config(config), instance).store.path, readonly=True)
+    """The event store of ``db`` or of the configuration's instance, read-only; FileNotFoundError saying
+    where it looked (and how a relative path was read) if there is none."""
+    if db is not None:
+        where = f"{db.resolve()}" + (
+            "" if db.is_absolute() else f" (--db is relative to the working folder {Path.cwd()})"
+        )
+        path = db
+    else:
+        cfg = for_instance(load_config(config), instance)
+        path = cfg.store.path
+        how = f"[store] path of {config or 'the configuration'}; relative paths are read from its folder"
+        where = f"{path} ({how}; instance {cfg.instance})"
+    if not path.is_file():
+        raise FileNotFoundError(f"no event history at {where}")
+    return EventStore(path, readonly=True)
 
 
 def events(
