@@ -74,7 +74,7 @@ def test_three_instances_on_one_broker(tmp_path: Path, tiny_vlm: Path) -> None:
     pfx = f"t{uuid.uuid4().hex[:8]}"
     clip = make_clip(tmp_path / "c.mp4", seconds=3, fps=10)
     cfg = write_config(tmp_path, broker, pfx, clip)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LLMVAD_STATE_DIR": str(tmp_path / "state")}
 
     def start(i: int) -> subprocess.Popen[str]:
         cmd = [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(tiny_vlm)]

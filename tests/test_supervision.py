@@ -274,7 +274,7 @@ def test_the_console_subscriber_survives_a_bug(
     items: list = []
 
     async def publish() -> None:
-        payload = b'{"wall_time": 1.0, "score": 0.5}'
+        payload = b'{"wall_time": 1800000000.0, "score": 0.5}'
         async with aiomqtt.Client("127.0.0.1", broker.port) as c:
             for _ in range(100):
                 await c.publish(f"{pfx}/cam/score", payload)

@@ -376,33 +376,30 @@ class BatchingEngine:
                 self._deaths.append(now)
                 while self._deaths and now - self._deaths[0] > RESTART_WINDOW_S:
                     self._deaths.popleft()
-                give_up = len(self._deaths) > RESTARTS_ALLOWED
-                if give_up:
-                    self.failure = exc  # before anyone hears of the failed batch
+                if len(self._deaths) > RESTARTS_ALLOWED:
+                    log.exception("model engine: the model thread failed again; giving up")
+                    self._die(exc, running=batch or ())
+                    return
                 for p in batch or ():
                     if not p.future.done():
                         p.future.set_exception(ModelClosed(f"the model thread failed: {exc!r}"))
-                if give_up:
-                    log.exception("model engine: the model thread failed again; giving up")
-                    self._die(exc)
-                    return
                 self.restarts += 1
                 log.exception("model engine: the model thread failed (%r); restarting it", exc)
 
-    def _die(self, exc: BaseException) -> None:
-        """Record the failure, refuse new requests and fail every waiting one."""
+    def _die(self, exc: BaseException, running: Sequence[_Pending] = ()) -> None:
+        """Record the failure (and tell ``on_failure``), refuse new requests, fail every waiting one."""
         self.failure = exc
         with self._cond:
             self._closed = True
-            pending = [p for q in self._queues.values() for p in q]
+            pending = [*running, *(p for q in self._queues.values() for p in q)]
             for q in self._queues.values():
                 q.clear()
             self._cond.notify_all()
+        if self.on_failure is not None:
+            self.on_failure(exc)
         for p in pending:
             if not p.future.done():
                 p.future.set_exception(ModelClosed(f"the model engine failed: {exc!r}"))
-        if self.on_failure is not None:
-            self.on_failure(exc)
 
     def _serve(self, batch: list[_Pending]) -> None:
         kind = batch[0].request.kind
