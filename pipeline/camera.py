@@ -9,10 +9,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from pipeline.alerts import AlertMachine, AlertSettings, instance_tag, new_event_id
-from pipeline.inference import DescribeRequest, ModelClient
+from pipeline.inference import DescribeRequest, EmbedRequest, ModelClient
 from pipeline.judge import Judge, JudgeSettings, Smoother, Verdict
 from pipeline.motion import MotionGate
 from pipeline.prompts import DEFAULT_DESCRIBE_PROMPT
@@ -122,6 +124,8 @@ class CameraCounters:
 
     described: int = 0
     gated: int = 0
+    semantic_gated: int = 0
+    """Of ``gated``: frames the motion gate let through but the semantic gate kept from the model."""
     errors: int = 0
     windows: int = 0
     events: int = 0
@@ -160,6 +164,9 @@ class CameraPipeline:
         self.counters = CameraCounters()
         self._seq = 0
         self._smoother = Smoother(settings.judge.smoothing)
+        self._semantic = bool(settings.sampling.semantic_gate)
+        self._reference: npt.NDArray[np.float32] | None = None
+        self._described_at = float("-inf")
         self._describe_failures = FailureLog(settings.name, "descriptions")
         self._judge_failures = FailureLog(settings.name, "window scores")
 
@@ -195,12 +202,34 @@ class CameraPipeline:
             except QueueClosed:
                 break
             fresh = self.gate.needs_model(frame.thumb, frame.stream_time)
+            if fresh and self._semantic:
+                fresh = await self._changed_in_meaning(frame, first=ref is None)
+            if fresh:
+                self._described_at = frame.stream_time
             if fresh or ref is None:
                 ref = tg.create_task(_outcome(self._describe(frame)), name=f"{self.camera}-describe-{frame.index}")
             else:
                 self.counters.gated += 1
             await described.put(_Pending(frame, ref, reused=not fresh))
         await described.put(None)
+
+    async def _changed_in_meaning(self, frame: Frame, *, first: bool) -> bool:
+        """The semantic gate: whether the frame's vision embedding moved away from the last described frame's
+        (always True for the first frame and once ``motion_max_reuse_s`` has passed)."""
+        try:
+            vector = (await self.models.embed(EmbedRequest(frame.image))).vector
+        except Exception as exc:  # no embeddings (a remote VLM): describe, and say once why the gate is off
+            log.warning("camera %r: the semantic gate is off: %s", self.camera, exc)
+            self._semantic = False
+            return True
+        s = self.settings.sampling
+        ref = self._reference
+        recent = frame.stream_time - self._described_at < s.motion_max_reuse_s
+        if not first and ref is not None and recent and float(vector @ ref) >= s.semantic_threshold:
+            self.counters.semantic_gated += 1
+            return False
+        self._reference = vector
+        return True
 
     async def _describe(self, frame: Frame) -> str:
         s = self.settings.model

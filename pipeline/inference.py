@@ -36,6 +36,7 @@ class RequestKind(StrEnum):
     """Kinds of model work, in priority order: scores are one cheap forward pass and gate alerts."""
 
     SCORE = "score"
+    EMBED = "embed"
     DESCRIBE = "describe"
     EXPLAIN = "explain"
 
@@ -54,6 +55,19 @@ class DescribeRequest:
     def batch_key(self) -> tuple[int, ...]:
         """Requests with equal keys may share a batch."""
         return (self.max_new_tokens,)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EmbedRequest:
+    """The vision tower's pooled embedding of one frame (for the semantic gate): no text, no decoding."""
+
+    image: Image
+
+    kind = RequestKind.EMBED
+
+    @property
+    def batch_key(self) -> tuple[()]:
+        return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +100,19 @@ class ExplainRequest:
         return (self.max_new_tokens,)
 
 
-ModelRequest = DescribeRequest | ScoreRequest | ExplainRequest
+ModelRequest = DescribeRequest | EmbedRequest | ScoreRequest | ExplainRequest
 
 
 @dataclass(frozen=True, slots=True)
 class DescribeResult:
     text: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EmbedResult:
+    """A unit-length vector: frames that look alike to the model have a cosine similarity near 1."""
+
+    vector: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -109,7 +130,7 @@ class ExplainResult:
     text: str
 
 
-ModelResult = DescribeResult | ScoreResult | ExplainResult
+ModelResult = DescribeResult | EmbedResult | ScoreResult | ExplainResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +147,8 @@ class ModelInfo:
     """Whether score requests can ask for pooled hidden states (in-process models)."""
     num_layers: int = 0
     hidden_size: int = 0
+    embeddings: bool = False
+    """Whether embed requests work (the vision tower of an in-process VLM)."""
 
 
 class ModelClient(Protocol):
@@ -152,6 +175,8 @@ class ModelClient(Protocol):
         ...
 
     async def describe(self, request: DescribeRequest) -> DescribeResult: ...
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult: ...
 
     async def score(self, request: ScoreRequest) -> ScoreResult: ...
 

@@ -17,6 +17,14 @@ class SamplingSettings(Settings):
         0.02, ge=0, le=1, title="Share (0-1) of a 64-px grey thumbnail that must change for a fresh description"
     )
     motion_max_reuse_s: float = Field(60.0, gt=0, title="Describe anew at least this often, even if nothing moved")
+    semantic_gate: bool = Field(
+        False,
+        title="After the motion gate, skip frames whose vision embedding is still like the last described one "
+        "(an in-process VLM only; docs/benchmarks.md says when it pays)",
+    )
+    semantic_threshold: float = Field(
+        0.95, ge=0, le=1, title="Cosine similarity of vision embeddings above which a frame shows the same scene"
+    )
 
 
 class FrameSampler:

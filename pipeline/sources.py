@@ -73,6 +73,11 @@ class SourceSettings(Settings):
     )
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, title="Longest interval between retries")
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    keyframes_only: bool = Field(
+        False,
+        title="Decode only keyframes: far cheaper when frames are sampled less often than the keyframe interval "
+        "(sampling then picks among keyframes; use fps sampling)",
+    )
     analyze_s: float = Field(
         0.5, gt=0, le=30, title="Live stream read to learn its format at each (re)connect (ffmpeg: 5 s; slower)"
     )
@@ -280,6 +285,8 @@ class VideoSource:
                 raise SourceError(self.camera, self.safe_url, "no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if self.settings.keyframes_only:
+                stream.codec_context.skip_frame = "NONKEY"
             rate = stream.average_rate or stream.guessed_rate
             self._period = 1.0 / float(rate) if rate else 0.1
             self.stats.nominal_fps = 1.0 / self._period

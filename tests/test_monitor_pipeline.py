@@ -184,3 +184,23 @@ async def test_per_camera_prompt_overrides(tmp_path: Path) -> None:
     assert any(u.startswith("ALARM-PRONE SITE. Camera: a loading dock\n") for u in seen)
     assert not any("ALARM" in u and "Report:" in u for u in seen)  # the default template is not used there
     assert asked.count("Count the boxes.") == 4 and len(asked) == 8
+
+
+async def test_the_semantic_gate_keeps_alike_frames_from_the_model(tmp_path: Path) -> None:
+    """A flickering scene passes the motion gate; its frames still look alike to the vision embedding."""
+    clip = make_clip(tmp_path / "c.mp4", seconds=4, fps=10, moving=False)
+    common = {"every_n_frames": 5, "motion_gate": True, "motion_threshold": 0.0, "motion_max_reuse_s": 100}
+    results = {}
+    for semantic in (False, True):
+        cfg = config(
+            [{"name": "cam", "url": str(clip), "sampling": {**common, "semantic_gate": semantic}}],
+        )
+        fake = FakeModel()
+        sink = CollectingSink()
+        summary = await Monitor(cfg, models=fake_engine(fake, cfg), sinks=[sink]).run()
+        described = sum(n for kind, n in fake.batches if kind == "describe")
+        embedded = sum(n for kind, n in fake.batches if kind == "embed")
+        results[semantic] = (described, embedded, summary.cameras[0].frames_gated, len(sink.descriptions))
+    assert results[False] == (8, 0, 0, 8)  # threshold 0: every sampled frame counts as motion
+    described, embedded, gated, descriptions = results[True]
+    assert described == 1 and embedded == 8 and gated == 7 and descriptions == 8  # the same still scene

@@ -169,3 +169,14 @@ def test_cuda_requested_without_a_gpu() -> None:
 
     with pytest.raises(ModelLoadError, match="device = 'cuda'"):
         resolve_device("cuda")
+
+
+def test_vision_embeddings_of_the_vlm(vlm: TransformersModel) -> None:
+    from pipeline.inference import EmbedRequest
+
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, 255, (90, 160, 3), dtype=np.uint8) for _ in range(2))
+    ea, ea2, eb = vlm.embed([vlm.prepare(EmbedRequest(x)) for x in (a, a, b)])
+    assert vlm.info.embeddings and ea.vector.shape == eb.vector.shape
+    assert abs(float(np.linalg.norm(ea.vector)) - 1.0) < 1e-5
+    assert float(ea.vector @ ea2.vector) > 0.9999 > float(ea.vector @ eb.vector)

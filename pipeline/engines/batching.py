@@ -20,6 +20,8 @@ from typing import Protocol
 from pipeline.inference import (
     DescribeRequest,
     DescribeResult,
+    EmbedRequest,
+    EmbedResult,
     EngineStats,
     ExplainRequest,
     ExplainResult,
@@ -57,6 +59,8 @@ class BatchModel(Protocol):
         self, batch: Sequence[Prepared], max_new_tokens: int, cancel: threading.Event | None = None
     ) -> list[DescribeResult]: ...
 
+    def embed(self, batch: Sequence[Prepared]) -> list[EmbedResult]: ...
+
     def score(
         self, batch: Sequence[Prepared], answers: Sequence[str], pool_layers: Sequence[int]
     ) -> list[ScoreResult]: ...
@@ -66,6 +70,8 @@ class BatchModel(Protocol):
     ) -> list[ExplainResult]: ...
 
 
+IMAGE_KINDS = frozenset({RequestKind.DESCRIBE, RequestKind.EMBED})
+"""Kinds whose prepared inputs are images: at most ``lookahead`` of them are prepared ahead."""
 RESTARTS_ALLOWED = 3
 """Deaths of the model thread within RESTART_WINDOW_S that it is restarted after; one more ends the engine."""
 RESTART_WINDOW_S = 60.0
@@ -166,6 +172,12 @@ class BatchingEngine:
         assert isinstance(result, DescribeResult)
         return result
 
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        """The frame's pooled vision embedding (batched with other cameras' frames)."""
+        result = await asyncio.wrap_future(self.submit(request))
+        assert isinstance(result, EmbedResult)
+        return result
+
     async def score(self, request: ScoreRequest) -> ScoreResult:
         """The judge's answer distribution (and pooled hidden states) for one prompt."""
         result = await asyncio.wrap_future(self.submit(request))
@@ -225,7 +237,7 @@ class BatchingEngine:
 
     def submit(self, request: ModelRequest) -> Future[ModelResult]:
         """Queue one request from any thread; the future resolves to its result."""
-        if isinstance(request, DescribeRequest) and self._describer is None:
+        if isinstance(request, DescribeRequest | EmbedRequest) and self._describer is None:
             raise ModelClosed(f"{self._judge.info.name} is a judge-only engine: it does not describe frames")
         fut: Future[ModelResult] = Future()
         with self._cond:
@@ -240,7 +252,7 @@ class BatchingEngine:
     # -- preparation -------------------------------------------------------------------------------
 
     def _model_for(self, kind: RequestKind) -> BatchModel:
-        if kind is RequestKind.DESCRIBE:
+        if kind in IMAGE_KINDS:
             assert self._describer is not None
             return self._describer
         return self._judge
@@ -257,7 +269,7 @@ class BatchingEngine:
                 kept = [p for p in q if p.prepared is not None or not p.future.cancelled()]
                 q.clear()
                 q.extend(kept)
-            if kind is RequestKind.DESCRIBE and self._ready_images >= self.lookahead:
+            if kind in IMAGE_KINDS and self._ready_images >= self.lookahead:
                 continue
             for p in q:
                 if p.prepared is None and not p.preparing:
@@ -299,7 +311,7 @@ class BatchingEngine:
             self._stats.prepare_s += time.monotonic() - t0
         with self._cond:
             p.prepared, p.preparing = prepared, False
-            if p.request.kind is RequestKind.DESCRIBE:
+            if p.request.kind in IMAGE_KINDS:
                 self._ready_images += 1
             self._cond.notify_all()
 
@@ -353,7 +365,7 @@ class BatchingEngine:
                 while q:
                     p = q.popleft()
                     if p.key == key and self._ready(p) and len(batch) < self.max_batch:
-                        if kind is RequestKind.DESCRIBE and p.prepared is not None:
+                        if kind in IMAGE_KINDS and p.prepared is not None:
                             self._ready_images -= 1
                         if p.future.set_running_or_notify_cancel():
                             batch.append(p)
@@ -453,6 +465,8 @@ class BatchingEngine:
         prepared = [p.prepared for p in batch if p.prepared is not None]
         if isinstance(first, DescribeRequest):
             return model.describe(prepared, first.max_new_tokens, cancel)
+        if isinstance(first, EmbedRequest):
+            return model.embed(prepared)
         if isinstance(first, ScoreRequest):
             return model.score(prepared, first.answers, first.pool_layers)
         return model.explain(prepared, first.max_new_tokens, cancel)

@@ -34,6 +34,8 @@ from pipeline.inference import (
     ChatPrompt,
     DescribeRequest,
     DescribeResult,
+    EmbedRequest,
+    EmbedResult,
     EngineStats,
     ExplainRequest,
     ExplainResult,
@@ -185,6 +187,9 @@ class OpenAIClient:
         body = {"messages": [{"role": "user", "content": content}], "max_tokens": request.max_new_tokens}
         answer = await self._call(request, "/chat/completions", body)
         return DescribeResult(_text(answer, chat=True).strip())
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        raise ModelRequestError(f"{self.where} gives no image embeddings (the semantic gate needs an in-process VLM)")
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
         """One token with its top log-probabilities; the answer set is read from them."""

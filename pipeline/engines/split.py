@@ -8,6 +8,8 @@ from dataclasses import fields
 from pipeline.inference import (
     DescribeRequest,
     DescribeResult,
+    EmbedRequest,
+    EmbedResult,
     EngineStats,
     ExplainRequest,
     ExplainResult,
@@ -59,6 +61,9 @@ class SplitClient:
 
     async def describe(self, request: DescribeRequest) -> DescribeResult:
         return await self._d.describe(request)
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        return await self._d.embed(request)
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
         return await self._j.score(request)

@@ -19,6 +19,8 @@ from pipeline.inference import (
     ChatPrompt,
     DescribeRequest,
     DescribeResult,
+    EmbedRequest,
+    EmbedResult,
     ExplainResult,
     ModelInfo,
     ModelLoadError,
@@ -91,6 +93,15 @@ class _ImageInput(Prepared):
     def __init__(self, tokens: dict[str, torch.Tensor], images: dict[str, torch.Tensor]) -> None:
         self.tokens = tokens
         self.images = images
+
+
+class _PixelInput(Prepared):
+    """A frame as the image processor makes it, for the vision tower alone."""
+
+    __slots__ = ("pixels",)
+
+    def __init__(self, pixels: torch.Tensor) -> None:
+        self.pixels = pixels
 
 
 class _JudgeInput(Prepared):
@@ -210,6 +221,7 @@ class TransformersModel:
             hidden_states=True,
             num_layers=int(text_cfg.num_hidden_layers),
             hidden_size=int(text_cfg.hidden_size),
+            embeddings=self._vision,
         )
         note = getattr(self.model.config, "llmvad_note", None)
         if note:
@@ -314,6 +326,13 @@ class TransformersModel:
         """Encode one request: the processor's image work and tokenisation, no padding."""
         if isinstance(request, DescribeRequest):
             return self._prepare_image(request)
+        if isinstance(request, EmbedRequest):
+            if not self._vision:
+                raise RuntimeError(f"{self._name} is a text-only model and has no vision tower")
+            from PIL import Image as PILImage
+
+            pixels = self.processor.image_processor(images=[PILImage.fromarray(request.image)], return_tensors="pt")
+            return _PixelInput(pixels["pixel_values"][0].to(self.dtype))
         if isinstance(request, ScoreRequest):
             self.answer_token_ids(request.answers)  # cached for the model thread; fails early if invalid
             head, tail = self.split_fixed(request.prompt)
@@ -349,6 +368,14 @@ class TransformersModel:
         for k in items[0].images:
             inputs[k] = torch.cat([it.images[k] for it in items])
         return [DescribeResult(t) for t in self._greedy(inputs, max_new_tokens, cancel)]
+
+    @torch.inference_mode()
+    def embed(self, batch: Sequence[Prepared]) -> list[EmbedResult]:
+        """The vision tower's last hidden states, mean-pooled over the patches and made unit length."""
+        pixels = torch.stack([_expect(p, _PixelInput).pixels for p in batch]).to(self.device)
+        hidden = self.model.model.vision_tower(pixel_values=pixels).last_hidden_state.float().mean(dim=1)
+        unit = torch.nn.functional.normalize(hidden, dim=-1).cpu().numpy()
+        return [EmbedResult(row) for row in unit]
 
     @torch.inference_mode()
     def explain(

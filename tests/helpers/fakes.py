@@ -12,6 +12,8 @@ from pipeline.inference import (
     ChatPrompt,
     DescribeRequest,
     DescribeResult,
+    EmbedRequest,
+    EmbedResult,
     ExplainRequest,
     ExplainResult,
     ModelInfo,
@@ -35,7 +37,7 @@ class FakeModel:
     Every request it serves is kept in ``requests`` and every batch in ``batches`` (kind, size).
     """
 
-    info = ModelInfo("fake", "fake", images=True, hidden_states=True, num_layers=4, hidden_size=2)
+    info = ModelInfo("fake", "fake", images=True, hidden_states=True, num_layers=4, hidden_size=2, embeddings=True)
 
     def __init__(self, *, delay_s: float = 0.0, per_item_s: float = 0.0, fail_on: str | None = None) -> None:
         self.delay_s = delay_s
@@ -73,6 +75,16 @@ class FakeModel:
             if self.fail_on and self.fail_on in r.prompt:
                 raise RuntimeError("fake failure")
             out.append(DescribeResult(self.describe_image(r.image, r.prompt)))
+        return out
+
+    def embed(self, batch: Sequence[Prepared]) -> list[EmbedResult]:
+        """The mean colour of each third of the image, unit length: alike for frames that look alike."""
+        out = []
+        for r in self._work("embed", batch):
+            assert isinstance(r, EmbedRequest)
+            parts = np.array_split(r.image.astype(np.float32), 3, axis=1)
+            v = np.concatenate([p.mean(axis=(0, 1)) for p in parts]) + 1.0
+            out.append(EmbedResult((v / np.linalg.norm(v)).astype(np.float32)))
         return out
 
     def score(self, batch: Sequence[Prepared], answers: Sequence[str], pool_layers: Sequence[int]) -> list[ScoreResult]:
