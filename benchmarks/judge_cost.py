@@ -1,0 +1,81 @@
+"""What one window costs the judge: one batched forward pass against generating a number and parsing it.
+
+    .venv/bin/python -m benchmarks.judge_cost [--windows 64] [--model DIR]
+
+The Gemma 3 270M judge scores the same windows of descriptions two ways:
+
+* ours: the engine's score requests, batched (``max_batch`` 8), the fixed prompt head's KV cache reused,
+  the score read from the answer probabilities of one forward pass;
+* LLMVAD: one window per ``generate`` call asking for a decimal score (8 new tokens at most), the number
+  read with a regex (0.1 when none parses); LLMVAD also summarised each window with another 512-token
+  generation first, which this leaves out (so the ratio is a lower bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from pathlib import Path
+
+from benchmarks.common import ROOT, generate_now
+from monitor.config import AppConfig
+from pipeline.engines.batching import BatchingEngine
+from pipeline.engines.transformers import TransformersModel
+from pipeline.inference import ChatPrompt, ScoreRequest
+from pipeline.judge import format_descriptions, judge_prompt
+
+TEXTS = [
+    "A man walks to the table and sits down.",
+    "Two men push each other near the counter; one falls.",
+    "A woman carries a box out of the building.",
+    "A car parks in front of the shop.",
+    "A man climbs over the fence at night.",
+    "People wait in line at the counter.",
+    "Smoke comes out of a window on the second floor.",
+    "A cyclist rides past the entrance.",
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--windows", type=int, default=64)
+    ap.add_argument("--model", type=Path, default=ROOT / ".models" / "gemma3-270m")
+    args = ap.parse_args()
+    judge = AppConfig().judge
+    model = TransformersModel(str(args.model), device="cpu")
+    windows = [[TEXTS[(i + k) % len(TEXTS)] for k in range(3)] for i in range(args.windows)]
+
+    async def ours() -> float:
+        async with BatchingEngine(None, judge=model, max_batch=8, max_wait_ms=20) as engine:
+            await engine.score(ScoreRequest(judge_prompt(judge, ["warm"]), judge.answers))
+            t0 = time.perf_counter()
+            await asyncio.gather(*(engine.score(ScoreRequest(judge_prompt(judge, w), judge.answers)) for w in windows))
+            return time.perf_counter() - t0
+
+    t_ours = asyncio.run(ours())
+
+    def llmvad_prompt(w: list[str]) -> ChatPrompt:
+        return ChatPrompt(
+            "", f"Observations: {format_descriptions(w)}\nRate how anomalous this is from 0.0 to 1.0.\nScore:"
+        )
+
+    generate_now(model, [llmvad_prompt(windows[0])], 8)  # warm-up
+    t0 = time.perf_counter()
+    parsed = 0
+    for w in windows:
+        answer = generate_now(model, [llmvad_prompt(w)], 8)[0]
+        parsed += re.search(r"\d*\.\d+|\d+", answer) is not None
+    t_llmvad = time.perf_counter() - t0
+    n = len(windows)
+    print(f"{n} windows of 3 descriptions, {args.model.name}")
+    print(f"ours (one batched forward pass, cached head)  {1000 * t_ours / n:7.1f} ms a window")
+    print(
+        f"LLMVAD (generate a number, parse it)          {1000 * t_llmvad / n:7.1f} ms a window  ({parsed}/{n} parsed)"
+    )
+    print(f"ours is {t_llmvad / t_ours:.1f}x cheaper")
+
+
+if __name__ == "__main__":
+    main()
