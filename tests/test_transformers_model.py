@@ -180,3 +180,15 @@ def test_vision_embeddings_of_the_vlm(vlm: TransformersModel) -> None:
     assert vlm.info.embeddings and ea.vector.shape == eb.vector.shape
     assert abs(float(np.linalg.norm(ea.vector)) - 1.0) < 1e-5
     assert float(ea.vector @ ea2.vector) > 0.9999 > float(ea.vector @ eb.vector)
+
+
+def test_the_output_projection_is_computed_the_fast_way_with_the_same_results(text_judge: TransformersModel) -> None:
+    head = text_judge.model.lm_head
+    assert not isinstance(head, torch.nn.Linear)  # replaced on the CPU: MKL is slow at x @ W.T for few rows
+    assert head.weight is text_judge.model.get_input_embeddings().weight  # still tied
+    linear = torch.nn.Linear(head.weight.shape[1], head.weight.shape[0], bias=False)
+    linear.weight = head.weight
+    with torch.inference_mode():
+        for shape in ((1, 640), (2, 1, 640), (8, 5, 640)):
+            x = torch.randn(*shape)
+            torch.testing.assert_close(head(x), linear(x), rtol=1e-4, atol=1e-4)

@@ -135,6 +135,27 @@ def _pad(rows: Sequence[torch.Tensor | list[int]], value: int, *, left: bool) ->
     return out
 
 
+class _TallProjection(torch.nn.Module):
+    """The output projection (hidden -> vocabulary, 262,144 rows for Gemma 3) computed as ``(W @ x.T).T``.
+
+    On the CPU, MKL runs ``x @ W.T`` badly for the few rows of a decoding step (2 rows: 130 ms; as
+    ``W @ x.T``: 17 ms; 8 rows: 124 against 58 ms): this one matrix product is a third of a decoding step.
+    Same weights (still tied to the embeddings), same results up to rounding.
+    """
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.weight = linear.weight
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        out = (self.weight @ flat.T).T
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
 class TransformersModel:
     """Loads a model through ``from_pretrained`` (hub id or local directory) and serves batches.
 
@@ -200,6 +221,9 @@ class TransformersModel:
         except Exception as exc:
             raise _explain_load_error(self._name, exc) from exc
         self.model.to(self.device).eval()
+        head = getattr(self.model, "lm_head", None)
+        if self.device.type == "cpu" and isinstance(head, torch.nn.Linear) and head.out_features >= 32_768:
+            self.model.lm_head = _TallProjection(head)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
