@@ -6,6 +6,7 @@ The bench VLM (``scripts/make_test_models.py .models --bench``) describes the sa
 sample footage, every description exactly ``--max-new-tokens`` long (end of sequence ignored):
 
 * LLMVAD: one frame per ``generate`` call, prepared on the same thread, one after the other;
+* the bare model: batches of the default size, prepared on the same thread (what the engine adds or loses);
 * the engine with all frames waiting at once, at ``max_batch`` 1, 2, 4, 8 and 16 (throughput, and the
   mean latency of a frame from submission to its description);
 * the engine at the default ``max_batch`` with frames arriving at a steady rate below its capacity, at
@@ -68,6 +69,12 @@ def main() -> None:
         describe_now(model, [image], DEFAULT_DESCRIBE_PROMPT, tokens)
     llmvad = len(frames) / (time.perf_counter() - t0)
     print(f"LLMVAD way (one frame per generate)      {llmvad:6.3f} frames/s   1.00x")
+    n = args.default_batch
+    t0 = time.perf_counter()
+    for i in range(0, len(frames), n):
+        describe_now(model, frames[i : i + n], DEFAULT_DESCRIBE_PROMPT, tokens)
+    bare = len(frames) / (time.perf_counter() - t0)
+    print(f"bare model, batches of {n} (no engine)    {bare:6.3f} frames/s  {bare / llmvad:5.2f}x")
 
     print("all frames waiting at once:")
     for max_batch in (1, 2, 4, 8, 16):

@@ -72,7 +72,7 @@ def _events(a: argparse.Namespace) -> int:
 def _event_show(a: argparse.Namespace) -> int:
     from monitor.live.commands import event_show
 
-    return event_show(config=a.config, db=a.db, event_id=a.id, snapshot=a.snapshot, instance=a.instance)
+    return event_show(config=a.config, db=a.db, event_id=a.id, snapshot=a.snapshot, clip=a.clip, instance=a.instance)
 
 
 def _batch(a: argparse.Namespace) -> int:
@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = _command(events.add_subparsers(dest="events_command", metavar="show"), "show", _event_show, "one event")
     show.add_argument("id", help="event id (or a unique prefix)")
     show.add_argument("--snapshot", type=Path, metavar="FILE", help="where to write the JPEG (default: ./<id>.jpg)")
+    show.add_argument("--clip", type=Path, metavar="FILE", help="copy the event's video clip there")
     show.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     show.add_argument("--db", type=Path, metavar="PATH", default=argparse.SUPPRESS)
     show.add_argument("--instance", metavar="NAME", default=argparse.SUPPRESS)

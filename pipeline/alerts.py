@@ -24,12 +24,28 @@ class AlertSettings(Settings):
     min_duration_s: float = Field(0.0, ge=0, title="The score must stay high this long before an event starts")
     cooldown_s: float = Field(30.0, ge=0, title="No new event on a camera this long after its last one ended")
     snapshot_quality: int = Field(85, ge=10, le=100, title="JPEG quality of event snapshots")
+    severity: tuple[float, float] = Field(
+        (0.85, 0.95),
+        title="Peak scores from which an event is level 1 (suspicious) and level 2 (dangerous); below: 0",
+    )
 
     @model_validator(mode="after")
     def _hysteresis(self) -> AlertSettings:
         if self.hysteresis >= self.threshold:
             raise ValueError(f"hysteresis ({self.hysteresis}) must be below threshold ({self.threshold})")
+        low, high = self.severity
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"severity bands must rise within (0, 1], got {list(self.severity)}")
         return self
+
+    def with_threshold(self, threshold: float) -> AlertSettings:
+        """These settings with another threshold (an operator's); the hysteresis shrinks to fit below it."""
+        return self.model_copy(update={"threshold": threshold, "hysteresis": min(self.hysteresis, threshold / 2)})
+
+    def severity_of(self, peak_score: float) -> int:
+        """0 worth noting, 1 suspicious, 2 dangerous (the levels of Frigate's review summaries)."""
+        low, high = self.severity
+        return 2 if peak_score >= high else 1 if peak_score >= low else 0
 
 
 def new_event_id(wall_time: float, tag: str = "") -> str:
@@ -67,6 +83,7 @@ class AlertMachine:
         self, camera: str, settings: AlertSettings, *, id_factory: Callable[[float], str] = new_event_id
     ) -> None:
         self.camera = camera
+        self.configured = settings
         self.settings = settings
         self._new_id = id_factory
         self.active: Event | None = None
@@ -75,6 +92,11 @@ class AlertMachine:
         self._recent: OrderedDict[str, Event] = OrderedDict()
         self.suppressed = 0
         """Crossings ignored because of the cooldown."""
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """Use an operator's threshold from the next window on (None: the configured one)."""
+        s = self.configured
+        self.settings = s if threshold is None or threshold == s.threshold else s.with_threshold(threshold)
 
     def wants_snapshot(self, score: float) -> bool:
         """Whether a window with this score would start an event or raise a peak (so needs a snapshot)."""
@@ -103,6 +125,7 @@ class AlertMachine:
                     peak_frame_index=ws.frame_indices[-1],
                     descriptions=ws.descriptions,
                     snapshot=snapshot if snapshot is not None else ev.snapshot,
+                    severity=s.severity_of(ws.score),
                 )
                 self.active = raised
                 return [EventChange("update", ev, raised)]
@@ -135,20 +158,28 @@ class AlertMachine:
             peak_frame_index=peak.frame_indices[-1],
             descriptions=peak.descriptions,
             snapshot=cand.snapshot,
+            severity=s.severity_of(peak.score),
         )
         self.active = ev
         return [EventChange("new", None, ev)]
 
     def set_explanation(self, event_id: str, text: str) -> EventChange | None:
         """Attach an explanation to an active or recently ended event."""
+        return self._amend(event_id, explanation=text)
+
+    def set_clip(self, event_id: str, name: str) -> EventChange | None:
+        """Name the video clip of an active or recently ended event."""
+        return self._amend(event_id, clip=name)
+
+    def _amend(self, event_id: str, **fields: str) -> EventChange | None:
         if self.active is not None and self.active.id == event_id:
             before = self.active
-            self.active = replace(before, explanation=text)
+            self.active = replace(before, **fields)  # type: ignore[arg-type]
             return EventChange("update", before, self.active)
         before_ended = self._recent.get(event_id)
         if before_ended is None:
             return None
-        after = replace(before_ended, explanation=text)
+        after = replace(before_ended, **fields)  # type: ignore[arg-type]
         self._recent[event_id] = after
         return EventChange("update", before_ended, after)
 

@@ -14,6 +14,8 @@ import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from pipeline.alerts import AlertMachine, AlertSettings, instance_tag, new_event_id
+from pipeline.clips import ClipRecorder
+from pipeline.controls import CameraControls
 from pipeline.inference import DescribeRequest, EmbedRequest, ModelClient
 from pipeline.judge import Judge, JudgeSettings, Smoother, Verdict
 from pipeline.motion import MotionGate
@@ -71,6 +73,7 @@ class _Pending:
     frame: Frame
     text: asyncio.Task[str | BaseException]
     reused: bool
+    forced: bool = False
 
 
 @dataclass(slots=True)
@@ -126,6 +129,8 @@ class CameraCounters:
     gated: int = 0
     semantic_gated: int = 0
     """Of ``gated``: frames the motion gate let through but the semantic gate kept from the model."""
+    paused: int = 0
+    """Frames passed over while an operator had the camera switched off."""
     errors: int = 0
     windows: int = 0
     events: int = 0
@@ -138,6 +143,9 @@ class CameraPipeline:
 
     Up to ``max_inflight`` descriptions are requested ahead (so one camera can fill a batch), and results
     are consumed in frame order. A gated frame reuses the description of the last described frame.
+    ``controls`` (an operator's) are read on every frame: switched off, the camera's frames are passed
+    over and its open event ends; a description asked for is made of the next frame and judged at once;
+    a threshold applies from the next window.
     """
 
     def __init__(
@@ -150,8 +158,12 @@ class CameraPipeline:
         emit: Callable[[Record], None],
         max_inflight: int = 8,
         instance: str = "",
+        controls: CameraControls | None = None,
+        clips: ClipRecorder | None = None,
     ) -> None:
         self.settings = settings
+        self.controls = controls or CameraControls()
+        self.clips = clips
         self.frames = frames
         self.models = models
         self.judge = judge
@@ -189,10 +201,11 @@ class CameraPipeline:
                 tg.create_task(self._feed(described, tg), name=f"{self.camera}-feed")
                 tg.create_task(self._collect(described, judged, tg), name=f"{self.camera}-collect")
                 tg.create_task(self._alert(judged, tg), name=f"{self.camera}-alert")
+            ended = self._end_event(self.counters.last_time)  # the end of a file: its clip is cut too
+            if ended is not None and self.clips is not None:
+                await self._clip(ended)
         finally:
-            change = self.alerts.close(self.counters.last_time)
-            if change is not None:
-                self.emit(change)
+            self._end_event(self.counters.last_time)  # cancelled (a stop): the event ends, without a clip
 
     async def _feed(self, described: asyncio.Queue[_Pending | None], tg: asyncio.TaskGroup) -> None:
         ref: asyncio.Task[str | BaseException] | None = None
@@ -201,8 +214,15 @@ class CameraPipeline:
                 frame = await self.frames.get()
             except QueueClosed:
                 break
-            fresh = self.gate.needs_model(frame.thumb, frame.stream_time)
-            if fresh and self._semantic:
+            if not self.controls.enabled:
+                self.counters.paused += 1
+                ended = self._end_event(frame.stream_time)
+                if ended is not None and self.clips is not None:
+                    tg.create_task(self._clip(ended), name=f"{self.camera}-clip-{ended.id}")
+                continue
+            forced = self.controls.take_describe_now()
+            fresh = self.gate.needs_model(frame.thumb, frame.stream_time, force=forced)
+            if fresh and self._semantic and not forced:
                 fresh = await self._changed_in_meaning(frame, first=ref is None)
             if fresh:
                 self._described_at = frame.stream_time
@@ -210,7 +230,7 @@ class CameraPipeline:
                 ref = tg.create_task(_outcome(self._describe(frame)), name=f"{self.camera}-describe-{frame.index}")
             else:
                 self.counters.gated += 1
-            await described.put(_Pending(frame, ref, reused=not fresh))
+            await described.put(_Pending(frame, ref, reused=not fresh, forced=forced))
         await described.put(None)
 
     async def _changed_in_meaning(self, frame: Frame, *, first: bool) -> bool:
@@ -264,6 +284,8 @@ class CameraPipeline:
             self.counters.last_time = frame.stream_time
             self.emit(desc)
             window = self.windows.add((desc, frame))
+            if window is None and item.forced:  # asked for by an operator: judged now
+                window = self.windows.flush()
             if window is not None:
                 await judged.put(self._request_score(window, tg))
         tail = self.windows.flush()
@@ -281,6 +303,8 @@ class CameraPipeline:
         while (item := await judged.get()) is not None:
             verdict = await item.verdict
             window = item.window
+            if not self.controls.enabled:  # switched off while it was being judged
+                continue
             if isinstance(verdict, BaseException):
                 self.counters.errors += 1
                 self._judge_failures.failed("judging a window", verdict)
@@ -303,6 +327,7 @@ class CameraPipeline:
             self.counters.windows += 1
             self.counters.last_score = score
             self.emit(ws)
+            self.alerts.set_threshold(self.controls.threshold)
             snapshot = None
             if self.alerts.wants_snapshot(score):
                 image = window[-1][1].image
@@ -312,6 +337,23 @@ class CameraPipeline:
                 if change.type == "new":
                     self.counters.events += 1
                     tg.create_task(self._explain(change.after), name=f"{self.camera}-explain-{change.after.id}")
+                elif change.type == "end" and self.clips is not None:
+                    tg.create_task(self._clip(change.after), name=f"{self.camera}-clip-{change.after.id}")
+
+    async def _clip(self, event: Event) -> None:
+        assert self.clips is not None and event.end_time is not None
+        name = await self.clips.record(event.id, event.start_time, event.end_time)
+        change = None if name is None else self.alerts.set_clip(event.id, name)
+        if change is not None:
+            self.emit(change)
+
+    def _end_event(self, stream_time: float) -> Event | None:
+        """End the open event, if any (an operator switched the camera off, or the stage ends); it ended."""
+        change = self.alerts.close(max(stream_time, self.counters.last_time))
+        if change is None:
+            return None
+        self.emit(change)
+        return change.after
 
     async def _explain(self, event: Event) -> None:
         try:

@@ -40,9 +40,9 @@ class MotionGate:
         self._ref_time = 0.0
         self.last_change = 1.0
 
-    def needs_model(self, thumb: npt.NDArray[np.uint8], stream_time: float) -> bool:
-        """True if the frame must be described; it then becomes the new reference."""
-        if self.enabled and self._ref is not None and stream_time - self._ref_time < self.max_reuse_s:
+    def needs_model(self, thumb: npt.NDArray[np.uint8], stream_time: float, *, force: bool = False) -> bool:
+        """True if the frame must be described (always when ``force``); it then becomes the new reference."""
+        if not force and self.enabled and self._ref is not None and stream_time - self._ref_time < self.max_reuse_s:
             self.last_change = frame_change(thumb, self._ref)
             if self.last_change < self.threshold:
                 return False

@@ -77,6 +77,10 @@ class Event:
     explanation: str | None = None
     snapshot: bytes | None = field(default=None, repr=False)
     """JPEG of the frame behind the peak score."""
+    severity: int = 0
+    """0 worth noting, 1 suspicious, 2 dangerous (from the peak score and ``[alerting] severity``)."""
+    clip: str | None = None
+    """File name of the event's video clip (in the clip folder beside the event store), once written."""
 
     @property
     def active(self) -> bool:
@@ -114,7 +118,21 @@ class CameraStatus:
     frames_dropped: int
     queue_depth: int
     error: str | None = None
+    clip_buffer_bytes: int = 0
+    """Memory held by the camera's ring of recent packets (for event clips)."""
+    clip_buffer_s: float = 0.0
+    """Seconds of video in that ring."""
 
 
-Record = Description | WindowScore | EventChange | CameraStatus
+@dataclass(frozen=True, slots=True)
+class ControlState:
+    """The operator's settings in force on a camera (at start and after each command)."""
+
+    camera: str
+    enabled: bool
+    threshold: float
+    wall_time: float
+
+
+Record = Description | WindowScore | EventChange | CameraStatus | ControlState
 """Everything a sink can receive."""

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from pipeline.backoff import backoff_delay
+from pipeline.clips import PacketRing
 from pipeline.motion import THUMB_WIDTH
 from pipeline.queues import Backpressure, ThreadToAsyncQueue
 from pipeline.records import Frame
@@ -152,8 +153,11 @@ class VideoSource:
         queue: ThreadToAsyncQueue[Frame],
         image_max_side: int = 896,
         rng: random.Random | None = None,
+        ring: PacketRing | None = None,
     ) -> None:
+        """``ring``: where the demuxed video packets are kept for event clips, if anywhere."""
         self.settings = settings
+        self.ring = ring
         self.live = settings.is_live
         self.image_max_side = image_max_side
         self.sampler = sampler
@@ -204,6 +208,8 @@ class VideoSource:
             log.exception("camera %r: decode thread failed", self.camera)
         finally:
             self.stats.connected = False
+            if self.ring is not None:
+                self.ring.ended = True
             self.queue.close()
 
     def _run_file(self) -> None:
@@ -287,6 +293,8 @@ class VideoSource:
             stream.thread_type = "AUTO"
             if self.settings.keyframes_only:
                 stream.codec_context.skip_frame = "NONKEY"
+            if self.ring is not None:
+                self.ring.start_segment(stream)
             rate = stream.average_rate or stream.guessed_rate
             self._period = 1.0 / float(rate) if rate else 0.1
             self.stats.nominal_fps = 1.0 / self._period
@@ -373,6 +381,8 @@ class VideoSource:
                 self.stats.clock_jumps += 1
                 log.debug("camera %r: timestamps jumped from %.3f to %.3f s; clock continued", self.camera, prev, raw)
         self._conn_raw = raw
+        if self.ring is not None:
+            self.ring.set_offset(self._offset)
         t = raw + self._offset
         if self._last_time is not None and t <= self._last_time:
             t = self._last_time + 1e-3  # jitter of a few milliseconds: keep the clock strictly increasing
@@ -385,6 +395,8 @@ class VideoSource:
         try:
             for packet in container.demux(stream):
                 last = time.monotonic()
+                if self.ring is not None:
+                    self.ring.add(packet)
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError as exc:

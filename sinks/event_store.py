@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start_wall);
 """
 
+ADDED_COLUMNS = {"severity": "INTEGER NOT NULL DEFAULT 0", "clip": "TEXT"}
+"""Columns of ``events`` that histories written by earlier versions lack (added when opened for writing)."""
+
+
+def clip_dir(store: Path) -> Path:
+    """Where the event clips of the history at ``store`` are kept: a folder beside it."""
+    return store.with_name(store.stem + "-clips")
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
@@ -60,6 +68,9 @@ class StoredEvent:
     explanation: str | None
     descriptions: tuple[str, ...]
     has_snapshot: bool
+    severity: int = 0
+    clip: str | None = None
+    """File name of the event's video clip, in :meth:`EventStore.clip_dir`."""
     snapshot: bytes | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,6 +88,8 @@ class StoredEvent:
             "explanation": self.explanation,
             "descriptions": list(self.descriptions),
             "has_snapshot": self.has_snapshot,
+            "severity": self.severity,
+            "clip": self.clip,
         }
 
 
@@ -105,6 +118,18 @@ class EventStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            for name, decl in ADDED_COLUMNS.items():
+                if name not in self._event_columns():
+                    self._db.execute(f"ALTER TABLE events ADD COLUMN {name} {decl}")
+        have = self._event_columns()
+        extra = ", ".join(name if name in have else "NULL" for name in ADDED_COLUMNS)
+        self._cols = (
+            "id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, peak_frame_index, "
+            f"explanation, descriptions, snapshot IS NOT NULL, {extra}"
+        )
+
+    def _event_columns(self) -> set[str]:
+        return {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
 
     @_locked
     def close(self) -> None:
@@ -140,11 +165,13 @@ class EventStore:
     def upsert_event(self, e: Event) -> None:
         self._db.execute(
             "INSERT INTO events (id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, "
-            "peak_frame_index, explanation, descriptions, snapshot, updated_wall) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "peak_frame_index, explanation, descriptions, snapshot, updated_wall, severity, clip) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT(id) DO UPDATE SET end_wall=excluded.end_wall, end_time=excluded.end_time, "
             "peak_score=excluded.peak_score, score=excluded.score, peak_frame_index=excluded.peak_frame_index, "
-            "explanation=excluded.explanation, descriptions=excluded.descriptions, "
-            "snapshot=COALESCE(excluded.snapshot, events.snapshot), updated_wall=excluded.updated_wall",
+            "explanation=excluded.explanation, descriptions=excluded.descriptions, severity=excluded.severity, "
+            "snapshot=COALESCE(excluded.snapshot, events.snapshot), updated_wall=excluded.updated_wall, "
+            "clip=COALESCE(excluded.clip, events.clip)",
             (
                 e.id,
                 e.camera,
@@ -159,15 +186,21 @@ class EventStore:
                 json.dumps(list(e.descriptions)),
                 e.snapshot,
                 time.time(),
+                e.severity,
+                e.clip,
             ),
         )
+
+    def clip_dir(self) -> Path:
+        """Where this history's event clips are kept."""
+        return clip_dir(self.path)
 
     @_locked
     def open_events(self) -> list[Event]:
         """Events that never ended (the monitor was killed), as they were last stored, snapshot left out."""
         rows = self._db.execute(
             "SELECT id, camera, start_time, start_wall, end_time, end_wall, peak_score, score, peak_frame_index, "
-            "descriptions, explanation, updated_wall FROM events WHERE end_wall IS NULL ORDER BY start_wall"
+            "descriptions, explanation, updated_wall, severity FROM events WHERE end_wall IS NULL ORDER BY start_wall"
         ).fetchall()
         return [
             Event(
@@ -182,6 +215,7 @@ class EventStore:
                 peak_frame_index=r[8],
                 descriptions=tuple(json.loads(r[9])),
                 explanation=r[10],
+                severity=r[12],
             )
             for r in rows
         ]
@@ -197,6 +231,7 @@ class EventStore:
         """Delete rows older than ``max_age_s``, then the oldest rows while the file exceeds ``max_bytes``."""
         cutoff = (now or time.time()) - max_age_s
         deleted = 0
+        clips_before = self._clips()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             for sql in (
@@ -217,10 +252,16 @@ class EventStore:
                         f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY {order} LIMIT ?)",
                         (max(1, n // 10),),
                     ).rowcount
+        for name in clips_before - self._clips():  # the clips of deleted events go with them
+            if Path(name).name == name:
+                (self.clip_dir() / name).unlink(missing_ok=True)
         if deleted:
             self._db.executescript("PRAGMA incremental_vacuum;")  # execute() would run only its first step
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return deleted
+
+    def _clips(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT clip FROM events WHERE clip IS NOT NULL")}
 
     @_locked
     def size_bytes(self) -> int:
@@ -236,10 +277,7 @@ class EventStore:
         self, *, camera: str | None = None, since: float | None = None, until: float | None = None
     ) -> list[StoredEvent]:
         """Events that overlap [since, until], oldest first."""
-        sql = (
-            "SELECT id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, peak_frame_index, "
-            "explanation, descriptions, snapshot IS NOT NULL FROM events WHERE 1=1"
-        )
+        sql = f"SELECT {self._cols} FROM events WHERE 1=1"
         args: list[Any] = []
         if camera:
             sql += " AND camera = ?"
@@ -256,10 +294,7 @@ class EventStore:
     @_locked
     def event(self, event_id: str) -> StoredEvent | None:
         """One event with its snapshot, by id or by a prefix that only it has."""
-        cols = (
-            "id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, peak_frame_index, "
-            "explanation, descriptions, snapshot IS NOT NULL, snapshot"
-        )
+        cols = f"{self._cols}, snapshot"
         rows = self._db.execute(f"SELECT {cols} FROM events WHERE id = ?", (event_id,)).fetchall()
         if not rows:
             rows = self._db.execute(
@@ -267,7 +302,7 @@ class EventStore:
             ).fetchall()
         if len(rows) != 1:
             return None
-        return _event(rows[0][:12], snapshot=rows[0][12])
+        return _event(rows[0][:-1], snapshot=rows[0][-1])
 
     @_locked
     def descriptions(self, camera: str, since: float, until: float) -> list[Description]:
@@ -307,5 +342,7 @@ def _event(r: Sequence[Any], snapshot: bytes | None = None) -> StoredEvent:
         explanation=r[9],
         descriptions=tuple(json.loads(r[10])),
         has_snapshot=bool(r[11]),
+        severity=r[12] or 0,
+        clip=r[13],
         snapshot=snapshot,
     )

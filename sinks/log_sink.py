@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.records import CameraStatus, Description, EventChange, Record, WindowScore
+from pipeline.records import CameraStatus, ControlState, Description, EventChange, Record, WindowScore
 
 log = logging.getLogger("monitor.results")
 
@@ -45,11 +45,12 @@ class LogSink:
             ev = record.after
             if record.type == "new":
                 log.warning(
-                    "ANOMALY on %s: event %s started at %.1f s, score %.3f",
+                    "ANOMALY on %s: event %s started at %.1f s, score %.3f, severity %d",
                     ev.camera,
                     ev.id,
                     ev.start_time,
                     ev.peak_score,
+                    ev.severity,
                 )
             elif record.type == "end":
                 log.warning(
@@ -59,6 +60,8 @@ class LogSink:
                 log.warning("event %s on %s: %s", ev.id, ev.camera, ev.explanation)
             else:
                 log.info("event %s on %s: peak now %.3f", ev.id, ev.camera, ev.peak_score)
+        elif isinstance(record, ControlState):
+            log.info("%s: %s, threshold %g", record.camera, "on" if record.enabled else "OFF", record.threshold)
         elif isinstance(record, CameraStatus):
             log.debug(
                 "%s: %s, %.1f fps, %d dropped, queue %d",

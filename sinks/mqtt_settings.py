@@ -50,6 +50,11 @@ class MqttSettings(Settings):
         default_factory=lambda: state_dir() / "{instance}" / "mqtt-outbox.sqlite",
         title="Alerts wait here until the broker has them ({instance}: this monitor instance's name)",
     )
+    commands: bool = Field(True, title="Obey <prefix>/<camera>/{enabled,threshold,describe}/set (restrict with an ACL)")
+    controls: Path = Field(
+        default_factory=lambda: state_dir() / "{instance}" / "controls.json",
+        title="The operators' settings (enabled, threshold) kept across restarts",
+    )
     reconnect_initial_s: float = Field(1.0, gt=0, le=600)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
     snapshot_max_bytes: int = Field(4_000_000, ge=1024, le=256_000_000, title="Larger snapshots are not sent")

@@ -15,7 +15,8 @@ import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from pipeline.backoff import backoff_delay
-from pipeline.records import CameraStatus, EventChange, Record, WindowScore
+from pipeline.controls import Command, parse_command
+from pipeline.records import CameraStatus, ControlState, Description, EventChange, Record, WindowScore
 from sinks.mqtt_settings import MqttSettings
 from sinks.mqtt_topics import OFF, OFFLINE, ONLINE, Topics
 from sinks.outbox import Outbox, OutMessage
@@ -47,6 +48,9 @@ class MqttSink:
     * Scores and camera status are state: QoS 0, dropped (and counted) while disconnected.
     * Availability is retained ``online``, with ``offline`` as last will and on clean shutdown; Home
       Assistant discovery is sent on connect and whenever Home Assistant announces itself.
+    * With ``on_command`` set, operators' commands on ``<prefix>/<camera>/<setting>/set`` for this
+      monitor's cameras are parsed and handed to it; a malformed one is ignored, counted and logged
+      (once per topic). The settings in force go out retained (through the outbox).
     """
 
     name = "mqtt"
@@ -66,6 +70,10 @@ class MqttSink:
         self.outages = 0
         self.failures = 0
         """Unexpected errors in the delivery loop (each logged, the loop restarted)."""
+        self.on_command: Callable[[Command], object] | None = None
+        self.commands_applied = 0
+        self.commands_rejected = 0
+        self._rejected_topics: set[str] = set()
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._outbox: Outbox | None = None
@@ -113,6 +121,11 @@ class MqttSink:
                 await self._enqueue(self.topics.alert_messages(record, self.cfg.snapshot_max_bytes))
         elif isinstance(record, WindowScore):
             await self._publish_state(self.topics.score_message(record))
+        elif isinstance(record, ControlState):
+            await self._enqueue(self.topics.control_messages(record))
+        elif isinstance(record, Description):
+            if not record.reused:
+                await self._publish_state(self.topics.description_message(record))
         elif isinstance(record, CameraStatus):
             await self._publish_state(self.topics.status_message(record))
 
@@ -196,6 +209,10 @@ class MqttSink:
                     if self.cfg.discovery:
                         await client.subscribe(self.topics.ha_status, qos=1)
                         await self._send_discovery(client)
+                    if self.on_command is not None:
+                        for cam in self.cameras:
+                            for topic in self.topics.commands(cam):
+                                await client.subscribe(topic, qos=1)
                     self.connected.set()
                     if outage:
                         log.info("MQTT: reconnected to %s; delivering %d queued messages", self.where, self.pending)
@@ -246,14 +263,35 @@ class MqttSink:
 
     async def _send_discovery(self, client: aiomqtt.Client) -> None:
         for cam in self.cameras:
-            for msg in self.topics.discovery(cam, VERSION):
+            for msg in self.topics.discovery(cam, VERSION, commands=self.on_command is not None):
                 await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            if message.topic.matches(self.topics.ha_status) and message.payload in (ONLINE, ONLINE.decode()):
-                log.info("MQTT: Home Assistant is online; sending discovery again")
-                await self._send_discovery(client)
+            if message.topic.matches(self.topics.ha_status):
+                if message.payload in (ONLINE, ONLINE.decode()):
+                    log.info("MQTT: Home Assistant is online; sending discovery again")
+                    await self._send_discovery(client)
+                continue
+            self._command(message.topic.value, message.payload)
+
+    def _command(self, topic: str, payload: object) -> None:
+        """Parse a command and hand it over; a bad one is counted and logged once per topic."""
+        where = self.topics.parse_command_topic(topic)
+        if where is None or self.on_command is None or where[0] not in self.cameras:
+            return
+        try:
+            if not isinstance(payload, bytes | bytearray):
+                raise ValueError("payload is not bytes")
+            command = parse_command(where[0], where[1], bytes(payload))
+        except ValueError as exc:
+            self.commands_rejected += 1
+            if topic not in self._rejected_topics:
+                self._rejected_topics.add(topic)
+                log.warning("MQTT: ignored a command on %s: %s (further ones there are only counted)", topic, exc)
+            return
+        self.commands_applied += 1
+        self.on_command(command)
 
     async def _deliver(self, client: aiomqtt.Client) -> None:
         assert self._outbox is not None

@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.records import CameraStatus, EventChange, WindowScore
+from pipeline.controls import COMMANDS
+from pipeline.records import CameraStatus, ControlState, Description, EventChange, WindowScore
 from sinks.outbox import OutMessage
 from sinks.serialize import event_dict, record_dict
 
@@ -48,12 +49,43 @@ class Topics:
     def status(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/status"
 
+    def description(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/description"
+
+    def event(self, camera: str) -> str:
+        """The camera's ``new`` and ``end`` events, for Home Assistant's ``event`` entity."""
+        return f"{self.prefix}/{camera}/event"
+
+    def severity(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/severity"
+
+    def state(self, camera: str, kind: str) -> str:
+        """Where the value in force of a setting (``enabled``, ``threshold``) is kept, retained."""
+        return f"{self.prefix}/{camera}/{kind}"
+
+    def command(self, camera: str, kind: str) -> str:
+        """Where operators publish to change a setting (``enabled``, ``threshold``, ``describe``)."""
+        return f"{self.prefix}/{camera}/{kind}/set"
+
+    def commands(self, camera: str) -> list[str]:
+        return [self.command(camera, kind) for kind in COMMANDS]
+
+    def parse_command_topic(self, topic: str) -> tuple[str, str] | None:
+        """(camera, command) of a command topic, or None."""
+        head, _, rest = topic.partition("/")
+        parts = rest.split("/")
+        if head != self.prefix or len(parts) != 3 or parts[2] != "set" or parts[1] not in COMMANDS:
+            return None
+        return parts[0], parts[1]
+
     @property
     def ha_status(self) -> str:
         return f"{self.discovery_prefix}/status"
 
-    def discovery(self, camera: str, version: str) -> list[OutMessage]:
-        """Home Assistant discovery: one device per camera with an anomaly binary sensor and a score sensor."""
+    def discovery(self, camera: str, version: str, *, commands: bool = True) -> list[OutMessage]:
+        """Home Assistant discovery: one device per camera with an anomaly binary sensor, score, description
+        and severity sensors, an event entity, the snapshot as a camera and, when the monitor obeys
+        commands, a switch (enabled), a number (threshold) and a button (describe now)."""
         node = f"{self.prefix}_{camera}"
         device = {
             "identifiers": [node],
@@ -90,10 +122,62 @@ class Topics:
             "suggested_display_precision": 2,
             "icon": "mdi:cctv",
         }
-        return [
-            OutMessage(f"{self.discovery_prefix}/binary_sensor/{node}/anomaly/config", _json(anomaly), 1, True),
-            OutMessage(f"{self.discovery_prefix}/sensor/{node}/score/config", _json(score), 1, True),
-        ]
+        entities: dict[tuple[str, str], dict[str, Any]] = {
+            ("binary_sensor", "anomaly"): anomaly,
+            ("sensor", "score"): score,
+            ("sensor", "description"): {
+                "name": "Description",
+                "state_topic": self.description(camera),
+                "value_template": "{{ value_json.text[:250] }}",  # a state holds 255 characters at most
+                "json_attributes_topic": self.description(camera),
+                "icon": "mdi:text-box-outline",
+            },
+            ("sensor", "severity"): {
+                "name": "Event severity",
+                "state_topic": self.severity(camera),
+                "value_template": "{{ value_json.level }}",
+                "json_attributes_topic": self.severity(camera),
+                "icon": "mdi:alert-decagram",
+            },
+            ("event", "event"): {
+                "name": "Event",
+                "state_topic": self.event(camera),
+                "event_types": ["new", "end"],
+                "icon": "mdi:alarm-light-outline",
+            },
+            ("camera", "snapshot"): {"name": "Event snapshot", "topic": self.snapshot(camera)},
+        }
+        if commands:
+            entities[("switch", "enabled")] = {
+                "name": "Enabled",
+                "command_topic": self.command(camera, "enabled"),
+                "state_topic": self.state(camera, "enabled"),
+                "payload_on": ON.decode(),
+                "payload_off": OFF.decode(),
+                "icon": "mdi:cctv",
+            }
+            entities[("number", "threshold")] = {
+                "name": "Threshold",
+                "command_topic": self.command(camera, "threshold"),
+                "state_topic": self.state(camera, "threshold"),
+                "min": 0.01,
+                "max": 1.0,
+                "step": 0.01,
+                "mode": "box",
+                "icon": "mdi:tune-vertical",
+            }
+            entities[("button", "describe")] = {
+                "name": "Describe now",
+                "command_topic": self.command(camera, "describe"),
+                "payload_press": "PRESS",
+                "icon": "mdi:eye-refresh-outline",
+            }
+        out = []
+        for (component, key), body in entities.items():
+            if key not in ("anomaly", "score"):
+                body = {**common, "unique_id": f"{node}_{key}", **body}
+            out.append(OutMessage(f"{self.discovery_prefix}/{component}/{node}/{key}/config", _json(body), 1, True))
+        return out
 
     def alert_messages(self, change: EventChange, snapshot_max_bytes: int) -> list[OutMessage]:
         """What an event change sends, in order: snapshot, event, anomaly state (all QoS 1)."""
@@ -108,11 +192,31 @@ class Topics:
             "after": event_dict(ev),
         }
         out.append(OutMessage(self.events, _json(payload), 1, False))
-        if change.type == "new":
-            out.append(OutMessage(self.anomaly(cam), ON, 1, True))
-        elif change.type == "end":
-            out.append(OutMessage(self.anomaly(cam), OFF, 1, True))
+        if change.type != "end" and (change.before is None or change.before.severity != ev.severity):
+            severity = {"level": ev.severity, "event": ev.id, "score": round(ev.peak_score, 6)}
+            out.append(OutMessage(self.severity(cam), _json(severity), 1, True))
+        if change.type in ("new", "end"):
+            fired = {
+                "event_type": change.type,
+                "id": ev.id,
+                "severity": ev.severity,
+                "score": round(ev.peak_score, 6),
+                "explanation": ev.explanation,
+            }
+            out.append(OutMessage(self.event(cam), _json(fired), 1, False))
+            out.append(OutMessage(self.anomaly(cam), ON if change.type == "new" else OFF, 1, True))
         return out
+
+    def control_messages(self, st: ControlState) -> list[OutMessage]:
+        """The settings in force, retained: ``enabled`` (ON/OFF) and ``threshold``."""
+        return [
+            OutMessage(self.state(st.camera, "enabled"), ON if st.enabled else OFF, 1, True),
+            OutMessage(self.state(st.camera, "threshold"), f"{st.threshold:g}".encode(), 1, True),
+        ]
+
+    def description_message(self, d: Description) -> OutMessage:
+        body = {"text": d.text, "frame_index": d.frame_index, "wall_time": d.wall_time}
+        return OutMessage(self.description(d.camera), _json(body), 0, True)
 
     def score_message(self, ws: WindowScore) -> OutMessage:
         body = record_dict(ws)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.records import CameraStatus, Description, Event, EventChange, Record, WindowScore
+from pipeline.records import CameraStatus, ControlState, Description, Event, EventChange, Record, WindowScore
 
 
 def event_dict(event: Event, snapshot: str | None = None) -> dict[str, Any]:
@@ -21,10 +21,12 @@ def event_dict(event: Event, snapshot: str | None = None) -> dict[str, Any]:
         "end_time": None if event.end_time is None else round(event.end_time, 4),
         "peak_score": round(event.peak_score, 6),
         "score": round(event.score, 6),
+        "severity": event.severity,
         "peak_frame_index": event.peak_frame_index,
         "explanation": event.explanation,
         "descriptions": list(event.descriptions),
         "has_snapshot": event.snapshot is not None,
+        "clip": event.clip,
     }
     if snapshot is not None:
         out["snapshot"] = snapshot
@@ -78,5 +80,15 @@ def record_dict(record: Record, snapshot: str | None = None) -> dict[str, Any]:
             "frames_dropped": record.frames_dropped,
             "queue_depth": record.queue_depth,
             "error": record.error,
+            "clip_buffer_bytes": record.clip_buffer_bytes,
+            "clip_buffer_s": round(record.clip_buffer_s, 1),
+        }
+    if isinstance(record, ControlState):
+        return {
+            "kind": "control",
+            "camera": record.camera,
+            "wall_time": record.wall_time,
+            "enabled": record.enabled,
+            "threshold": record.threshold,
         }
     raise TypeError(f"not a record: {type(record).__name__}")

@@ -18,7 +18,7 @@ from monitor.console.feed import ConsoleFeed, EventView, MqttDecoder, ScorePoint
 from monitor.console.launch import ConsoleSink, load_history, run_with_pipeline
 from monitor.console.series import ScoreSeries
 from monitor.console.subscriber import BrokerAddress, MqttFeeder
-from monitor.console.window import ConsoleWindow
+from monitor.console.window import SEVERITY_COLOURS, ConsoleWindow
 from monitor.live.monitor import Monitor
 from pipeline.records import CameraStatus, Event, EventChange, WindowScore
 from pipeline.snapshots import encode_jpeg
@@ -68,7 +68,10 @@ def test_window_shows_cameras_scores_and_events(qtbot) -> None:
             feed.push(ScorePoint(cam, now - 60 + k, 0.1 + 0.002 * k, f"{cam}: nothing happens {k}"))
     feed.push(ScorePoint("lobby", now, 0.91, "Two men fight near the door."))
     feed.push(
-        EventView("ev1", "lobby", now - 20, now - 5, 0.91, 0.2, "A fight broke out.", ("a", "b"), jpeg((0, 90, 0)))
+        EventView(
+            *("ev1", "lobby", now - 20, now - 5, 0.91, 0.2, "A fight broke out.", ("a", "b"), jpeg((0, 90, 0))),
+            *(2, "ev1.mp4"),
+        )
     )
     feed.push(EventView("ev2", "gate", now - 3, None, 0.8, 0.8, None, ("c",), None))
     qtbot.waitUntil(lambda: win.event_list.count() == 2, timeout=3000)
@@ -82,8 +85,11 @@ def test_window_shows_cameras_scores_and_events(qtbot) -> None:
     t, v = win.panels["lobby"].series.arrays()
     assert len(t) == 61 and v[-1] == 0.91
     assert win.panels["lobby"].description.text() == "Two men fight near the door."
-    assert win.event_list.item(0).text().endswith("gate  peak 0.80  (open)")  # newest first
-    assert "lobby" in win.event_list.item(1).text()
+    assert win.event_list.item(0).text().endswith("gate  peak 0.80  noting  (open)")  # newest first
+    assert "lobby" in win.event_list.item(1).text() and "DANGEROUS" in win.event_list.item(1).text()
+    # severity in colour: red for dangerous, amber for worth noting
+    assert win.event_list.item(1).foreground().color().name() == SEVERITY_COLOURS[2] != SEVERITY_COLOURS[0]
+    assert win.event_list.item(0).foreground().color().name() == SEVERITY_COLOURS[0]
     assert win.panels["lobby"].threshold_line.value() == 0.7
     region, _ = win.panels["lobby"].regions["ev1"]
     assert region.getRegion() == pytest.approx((now - 20, now - 5))
@@ -92,6 +98,7 @@ def test_window_shows_cameras_scores_and_events(qtbot) -> None:
     assert not win.snapshot.pixmap().isNull()
     assert "A fight broke out." in win.explanation.text()
     assert win.details.toPlainText() == "• a\n• b"
+    assert not win.clip_button.isEnabled() and "monitor's machine" in win.clip_button.text()  # no clip folder here
     panel = win.panels["lobby"]
     assert not panel.following
     lo, hi = panel.plot.getViewBox().viewRange()[0]
@@ -401,7 +408,7 @@ def test_console_commands_as_a_user_runs_them(tmp_path: Path, tiny_vlm: Path) ->
     assert run.stderr is not None
     err = ""
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "cam: " not in err:  # the run's summary line: the pipeline ended
+    while time.monotonic() < deadline and "frames read" not in err:  # the run's summary line: the pipeline ended
         err += run.stderr.readline()
     assert run.poll() is None, err  # the window stays open after the files end
     run.send_signal(signal.SIGTERM)

@@ -125,8 +125,24 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
     assert scores[-1]["raw_score"] > 0.99 and scores[-1]["score"] > 0.9 and scores[0]["camera"] == "door"
     # events: new, update(s), end, each with before/after
     events = [m.json() for m in sub.on(f"{pfx}/events")]
-    assert events[0]["type"] == "new" and events[-1]["type"] == "end"
+    assert [e["type"] for e in events if e["type"] != "update"] == ["new", "end"]
+    assert events[-1]["after"]["clip"] == f"{events[0]['after']['id']}.mp4"  # written after the end
     assert events[0]["before"] is None
+    # Home Assistant's event entity, severity, descriptions, the settings in force
+    fired = [m.json() for m in sub.on(f"{pfx}/door/event")]
+    assert [f["event_type"] for f in fired] == ["new", "end"] and fired[0]["id"] == events[0]["after"]["id"]
+    assert {f["severity"] for f in fired} <= {0, 1, 2} and events[0]["after"]["severity"] == fired[0]["severity"]
+    assert sub.on(f"{pfx}/door/severity")[-1].json()["level"] == events[-1]["after"]["severity"]
+    assert sub.on(f"{pfx}/door/description") and all(m.retain is False for m in sub.on(f"{pfx}/door/description"))
+    assert [m.payload for m in sub.on(f"{pfx}/door/enabled")] == [b"ON"]
+    assert [m.payload for m in sub.on(f"{pfx}/door/threshold")] == [b"0.6"]
+    components = sorted(m.topic.split("/")[1] for m in sub.messages if m.topic.startswith(f"{pfx}-ha/"))
+    assert components == sorted(
+        ["binary_sensor", "sensor", "sensor", "sensor", "event", "camera", "switch", "number", "button"]
+    )
+    (switch,) = sub.on(f"{pfx}-ha/switch/{pfx}_door/enabled/config")
+    assert switch.json()["command_topic"] == f"{pfx}/door/enabled/set"
+    assert switch.json()["state_topic"] == f"{pfx}/door/enabled"
     after = events[0]["after"]
     assert set(after) >= {"id", "camera", "start", "end", "peak_score", "score", "explanation", "descriptions"}
     assert any(e["type"] == "update" and e["after"]["explanation"] for e in events)
@@ -160,12 +176,13 @@ async def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: 
     async with Subscriber(broker.port, [f"{pfx}-ha/#"]) as sub:
         await sink.open()
         try:
-            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 4)
+            # six entities a camera (no commands: no switch, number, button), two cameras
+            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 12)
             import aiomqtt
 
             async with aiomqtt.Client("127.0.0.1", broker.port) as ha:
                 await ha.publish(f"{pfx}-ha/status", b"online")
-            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 8)
+            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 24)
         finally:
             await sink.close()
 
@@ -200,7 +217,8 @@ async def test_alerts_survive_a_broker_outage_in_order(tmp_path: Path, caplog: p
     # whose acknowledgement it had not saved when it stopped; the monitor itself published each once.
     assert list(dict.fromkeys(ids)) == [f"ev{n}" for n in range(20)]
     assert set(ids[: len(ids) - 17]) <= {"ev0", "ev1", "ev2"}
-    assert sink.delivered == 1 + 20 * 3 and sink.pending == 0  # anomaly OFF at start; snapshot, event, ON
+    # anomaly OFF at start; then a new event each: snapshot, event, severity, event entity, anomaly ON
+    assert sink.delivered == 1 + 20 * 5 and sink.pending == 0
     outage_logs = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(outage_logs) == 1
 

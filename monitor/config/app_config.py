@@ -18,6 +18,7 @@ from monitor.config.outputs import OutputConfig
 from monitor.config.prometheus import PrometheusConfig
 from monitor.config.store import StoreConfig
 from pipeline.alerts import AlertSettings
+from pipeline.clips import ClipSettings
 from pipeline.sampling import SamplingSettings
 from pipeline.settings import Settings
 from pipeline.windows import WindowSettings
@@ -43,6 +44,7 @@ class AppConfig(Settings):
     sampling: SamplingSettings = SamplingSettings()
     windows: WindowSettings = WindowSettings()
     alerting: AlertSettings = AlertSettings()
+    clips: ClipSettings = ClipSettings()
     outputs: OutputConfig = OutputConfig()
     mqtt: MqttConfig = MqttConfig()
     store: StoreConfig = StoreConfig()
@@ -109,7 +111,9 @@ class AppConfig(Settings):
         return self.model_copy(
             update={
                 "instance": name,
-                "mqtt": self.mqtt.model_copy(update={"outbox": bound(self.mqtt.outbox)}),
+                "mqtt": self.mqtt.model_copy(
+                    update={"outbox": bound(self.mqtt.outbox), "controls": bound(self.mqtt.controls)}
+                ),
                 "store": self.store.model_copy(update={"path": bound(self.store.path)}),
             }
         )

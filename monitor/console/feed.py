@@ -50,6 +50,8 @@ class EventView:
     explanation: str | None
     descriptions: tuple[str, ...]
     snapshot: bytes | None
+    severity: int = 0
+    clip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,7 @@ def items_from_record(record: Record) -> list[FeedItem]:
                 e.explanation,
                 e.descriptions,
                 e.snapshot,
+                e.severity,
             )
         ]
     if isinstance(record, CameraStatus):
@@ -230,8 +233,17 @@ class MqttDecoder:
                 explanation=None if a.get("explanation") is None else str(a["explanation"]),
                 descriptions=tuple(str(x) for x in descriptions),
                 snapshot=self._snapshots.get(camera) if a.get("has_snapshot") else None,
+                severity=_severity(a),
+                clip=a["clip"] if isinstance(a.get("clip"), str) else None,
             )
         ]
+
+
+def _severity(d: dict[str, Any]) -> int:
+    value = d.get("severity", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2:
+        raise ValueError("severity is not 0, 1 or 2")
+    return value
 
 
 def _num(d: dict[str, Any], key: str) -> float:

@@ -15,6 +15,7 @@ from typing import Any
 
 from monitor.console.feed import ConsoleFeed, EventView, LinkState, ScorePoint, items_from_record
 from pipeline.records import Record
+from sinks.event_store import clip_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def load_history(feed: ConsoleFeed, path: Path, hours: float) -> int:
                     e.explanation,
                     e.descriptions,
                     full.snapshot if full is not None else None,
+                    e.severity,
+                    e.clip,
                 )
             )
             n += 1
@@ -100,7 +103,8 @@ def open_window(
     from monitor.console.window import ConsoleWindow
 
     app = _qt_app()
-    window = ConsoleWindow(feed, threshold=threshold, span_s=span_s, title=title)
+    clips = None if history is None else clip_dir(history)
+    window = ConsoleWindow(feed, threshold=threshold, span_s=span_s, title=title, clip_dir=clips)
     if history is not None:
 
         def load() -> None:
@@ -192,6 +196,9 @@ def run_with_pipeline(
         if "loop" in holder and pipeline_thread.is_alive():
             holder["loop"].call_soon_threadsafe(holder["stop"].set)
         pipeline_thread.join(10)
+        if pipeline_thread.is_alive():  # the models may still be loading: the run ends once they have
+            log.info("waiting for the pipeline to stop (the models may still be loading)")
+            pipeline_thread.join()
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("result")

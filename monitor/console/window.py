@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
+from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -20,8 +22,11 @@ from monitor.console.feed import (
 )
 from monitor.console.series import ScoreSeries
 
-EVENT_BRUSH = (220, 40, 40, 60)
-OPEN_EVENT_BRUSH = (220, 40, 40, 110)
+SEVERITY_RGB = {0: (225, 170, 30), 1: (240, 110, 20), 2: (220, 30, 30)}
+"""Event colours by severity: 0 worth noting (amber), 1 suspicious (orange), 2 dangerous (red)."""
+SEVERITY_COLOURS = {k: "#{:02x}{:02x}{:02x}".format(*rgb) for k, rgb in SEVERITY_RGB.items()}
+SEVERITY_LABELS = {0: "noting", 1: "suspicious", 2: "DANGEROUS"}
+EVENT_ALPHA, OPEN_EVENT_ALPHA = 60, 110
 REGIONS_PER_CAMERA = 64
 EVENTS_PER_TICK = 20
 
@@ -82,9 +87,7 @@ class CameraPanel(QtWidgets.QFrame):
         found = self.regions.get(ev.id)
         end = ev.end if ev.end is not None else max(ev.start, time.time())
         if found is None:
-            region = pg.LinearRegionItem(
-                values=(ev.start, end), movable=False, brush=pg.mkBrush(*EVENT_BRUSH), pen=pg.mkPen(None)
-            )
+            region = pg.LinearRegionItem(values=(ev.start, end), movable=False, pen=pg.mkPen(None))
             region.setZValue(-10)
             self.plot.addItem(region)
             self.regions[ev.id] = (region, ev)
@@ -95,7 +98,8 @@ class CameraPanel(QtWidgets.QFrame):
             region = found[0]
             region.setRegion((ev.start, end))
             self.regions[ev.id] = (region, ev)
-        region.setBrush(pg.mkBrush(*(OPEN_EVENT_BRUSH if ev.end is None else EVENT_BRUSH)))
+        rgb = SEVERITY_RGB.get(ev.severity, SEVERITY_RGB[2])
+        region.setBrush(pg.mkBrush(*rgb, OPEN_EVENT_ALPHA if ev.end is None else EVENT_ALPHA))
 
     def refresh(self, now: float, span_s: float) -> None:
         """Redraw what changed: new points, open events stretched to now, and the scrolling x range, which
@@ -146,9 +150,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         max_events: int = 1000,
         max_cameras: int = 64,
         title: str = "",
+        clip_dir: Path | None = None,
     ) -> None:
+        """``clip_dir``: where the monitor keeps event clips, when it is on this machine."""
         super().__init__()
         self.feed = feed
+        self.clip_dir = clip_dir
         self.max_cameras = max_cameras
         self.threshold = threshold
         self.span_s = span_s
@@ -192,6 +199,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.explanation.setWordWrap(True)
         self.details = QtWidgets.QPlainTextEdit()
         self.details.setReadOnly(True)
+        self.clip_button = QtWidgets.QPushButton("Play clip")
+        self.clip_button.setEnabled(False)
+        self.clip_button.clicked.connect(self._play_clip)
+        self._clip: Path | None = None
         right_host = QtWidgets.QWidget()
         right = QtWidgets.QVBoxLayout(right_host)
         right.addWidget(QtWidgets.QLabel("<b>Events</b> (newest first)"))
@@ -199,6 +210,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         right.addWidget(self.snapshot, 2)
         right.addWidget(self.explanation)
         right.addWidget(self.details, 1)
+        right.addWidget(self.clip_button)
         dock = QtWidgets.QDockWidget("Events", self)
         dock.setObjectName("events")
         dock.setWidget(right_host)
@@ -299,22 +311,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _event(self, ev: EventView) -> None:
         old = self.events.get(ev.id)
         if old is not None and ev.snapshot is None:
-            ev = EventView(
-                ev.id,
-                ev.camera,
-                ev.start,
-                ev.end,
-                ev.peak_score,
-                ev.score,
-                ev.explanation,
-                ev.descriptions,
-                old.snapshot,
-            )
+            ev = replace(ev, snapshot=old.snapshot)
         self.events[ev.id] = ev
         self.panel(ev.camera).show_event(ev)
         label = (
             f"{datetime.fromtimestamp(ev.start).strftime('%H:%M:%S')}  {ev.camera}  peak {ev.peak_score:.2f}"
-            f"{'  (open)' if ev.end is None else ''}"
+            f"  {SEVERITY_LABELS.get(ev.severity, '')}{'  (open)' if ev.end is None else ''}"
         )
         item = self.items.get(ev.id)
         if item is None:
@@ -329,6 +331,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 self.events.pop(gone, None)
         else:
             item.setText(label)
+        item.setForeground(QtGui.QColor(SEVERITY_COLOURS.get(ev.severity, "black")))
         if self.event_list.currentItem() is item:
             self._show_details(ev)
 
@@ -375,9 +378,23 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.snapshot.setPixmap(QtGui.QPixmap())
             self.snapshot.setText("no snapshot")
         self.explanation.setText(
-            f"<b>{ev.camera}</b>, peak {ev.peak_score:.2f}: {ev.explanation or '<i>explanation pending…</i>'}"
+            f"<b>{ev.camera}</b>, peak {ev.peak_score:.2f}, "
+            f"<span style='color:{SEVERITY_COLOURS.get(ev.severity, 'black')}'>{SEVERITY_LABELS.get(ev.severity, '')}"
+            f"</span>: {ev.explanation or '<i>explanation pending…</i>'}"
         )
         self.details.setPlainText("\n".join(f"• {d}" for d in ev.descriptions))
+        self._clip = self.clip_dir / ev.clip if ev.clip and self.clip_dir is not None else None
+        available = self._clip is not None and self._clip.is_file()
+        self.clip_button.setEnabled(available)
+        self.clip_button.setText(
+            "Play clip" if available else "clip on the monitor's machine" if ev.clip else "no clip (yet)"
+        )
+        self.clip_button.setToolTip(str(self._clip) if self._clip else "")
+
+    def _play_clip(self) -> None:
+        """Open the selected event's clip in the desktop's video player."""
+        if self._clip is not None:
+            QtGui.QDesktopServices.openUrl(QtCore.QUrl.fromLocalFile(str(self._clip)))
 
     def _camera_selected(self) -> None:
         row = self.camera_table.currentRow()

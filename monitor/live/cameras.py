@@ -6,8 +6,11 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.camera import CameraPipeline, CameraSettings
+from pipeline.clips import ClipRecorder, ClipSettings, PacketRing
+from pipeline.controls import CameraControls
 from pipeline.inference import ModelClient
 from pipeline.judge import Judge
 from pipeline.queues import ThreadToAsyncQueue
@@ -46,6 +49,7 @@ class CameraParts:
 
     def status(self) -> CameraStatus:
         st = self.source.stats
+        ring = self.source.ring
         return CameraStatus(
             camera=self.name,
             wall_time=time.time(),
@@ -57,6 +61,8 @@ class CameraParts:
             frames_dropped=self.frames.dropped,
             queue_depth=len(self.frames),
             error=st.error,
+            clip_buffer_bytes=0 if ring is None else ring.bytes,
+            clip_buffer_s=0.0 if ring is None else ring.span_s,
         )
 
     def summary(self) -> CameraSummary:
@@ -85,14 +91,33 @@ def build_camera(
     image_max_side: int,
     max_batch: int,
     instance: str = "",
+    controls: CameraControls | None = None,
+    clips: ClipSettings | None = None,
+    clip_dir: Path | None = None,
 ) -> CameraParts:
-    """A camera's decode thread, frame queue and pipeline stage (not started); call on the event loop."""
+    """A camera's decode thread, frame queue and pipeline stage (not started); call on the event loop.
+    With ``clips`` and ``clip_dir`` its recent packets are kept in a ring and each event gets a clip."""
     frames: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(
         maxsize=cam.queue_size, policy=cam.queue_policy, loop=asyncio.get_running_loop()
     )
-    source = VideoSource(cam, sampler=FrameSampler(cam.sampling), queue=frames, image_max_side=image_max_side)
+    recorder = None
+    ring = None
+    if clips is not None and clips.enabled and clip_dir is not None:
+        ring = PacketRing(clips.ring_s, int(clips.ring_mb * 1_000_000))
+        recorder = ClipRecorder(cam.name, clips, ring, clip_dir)
+    source = VideoSource(
+        cam, sampler=FrameSampler(cam.sampling), queue=frames, image_max_side=image_max_side, ring=ring
+    )
     # Two batches in flight per camera: one running, the next one ready.
     stage = CameraPipeline(
-        cam, frames=frames, models=models, judge=judge, emit=emit, max_inflight=2 * max_batch, instance=instance
+        cam,
+        frames=frames,
+        models=models,
+        judge=judge,
+        emit=emit,
+        max_inflight=2 * max_batch,
+        instance=instance,
+        controls=controls,
+        clips=recorder,
     )
     return CameraParts(source, frames, stage)

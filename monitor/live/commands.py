@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -181,9 +182,15 @@ def events(
 
 
 def event_show(
-    *, config: Path | None, db: Path | None, event_id: str, snapshot: Path | None, instance: str | None = None
+    *,
+    config: Path | None,
+    db: Path | None,
+    event_id: str,
+    snapshot: Path | None,
+    clip: Path | None = None,
+    instance: str | None = None,
 ) -> int:
-    """``monitor events show ID``: one event with its descriptions; writes its snapshot."""
+    """``monitor events show ID``: one event with its descriptions; writes its snapshot (and its clip)."""
     from monitor.live.history import show
 
     try:
@@ -195,4 +202,13 @@ def event_show(
         if event is None:
             return fail(f"no event {event_id!r} in {store.path} (or the prefix is not unique)", EXIT_FAILED)
         print(show(store, event, snapshot if snapshot is not None else Path(f"{event.id}.jpg")))
+        if clip is not None:
+            if event.clip is None:
+                return fail(f"event {event.id} has no clip", EXIT_FAILED)
+            source = store.clip_dir() / event.clip
+            try:
+                shutil.copyfile(source, clip)
+            except OSError as exc:
+                return fail(f"clip of event {event.id}: {exc.strerror or exc}: {exc.filename}", EXIT_FAILED)
+            print(f"  clip written to {clip}")
     return EXIT_OK

@@ -15,6 +15,7 @@ from sinks.event_store import EventStore, StoredEvent
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+SEVERITY_NAMES = {0: "0 noting", 1: "1 suspicious", 2: "2 dangerous"}
 
 
 def parse_time(text: str, *, now: float | None = None) -> float:
@@ -48,13 +49,15 @@ def render(events: Sequence[StoredEvent], fmt: str) -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["id", "camera", "start", "end", "peak_score", "explanation"])
+        w.writerow(["id", "camera", "start", "end", "peak_score", "severity", "explanation"])
         for e in events:
-            w.writerow([e.id, e.camera, _clock(e.start), _clock(e.end), f"{e.peak_score:.3f}", e.explanation or ""])
+            w.writerow(
+                [e.id, e.camera, _clock(e.start), _clock(e.end), f"{e.peak_score:.3f}", e.severity, e.explanation or ""]
+            )
         return buf.getvalue().rstrip("\n")
     if not events:
         return "0 events"
-    rows = [("ID", "CAMERA", "START", "DURATION", "PEAK", "EXPLANATION")]
+    rows = [("ID", "CAMERA", "START", "DURATION", "PEAK", "SEVERITY", "EXPLANATION")]
     for e in events:
         expl = (e.explanation or "").replace("\n", " ")
         rows.append(
@@ -64,11 +67,12 @@ def render(events: Sequence[StoredEvent], fmt: str) -> str:
                 _clock(e.start),
                 _duration(e),
                 f"{e.peak_score:.2f}",
+                SEVERITY_NAMES.get(e.severity, str(e.severity)),
                 expl[:60] + ("…" if len(expl) > 60 else ""),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:5])) + "  " + r[5] for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:6])) + "  " + r[6] for r in rows]
     lines.append(f"{len(events)} event{'s' if len(events) != 1 else ''}")
     return "\n".join(line.rstrip() for line in lines)
 
@@ -80,6 +84,7 @@ def show(store: EventStore, event: StoredEvent, snapshot_path: Path | None) -> s
         f"  start: {_clock(event.start)} (stream {event.start_time:.1f} s)",
         f"  end:   {_clock(event.end)}" + ("" if event.end_time is None else f" (stream {event.end_time:.1f} s)"),
         f"  peak score {event.peak_score:.3f}, last score {event.score:.3f}, peak frame {event.peak_frame_index}",
+        f"  severity: {SEVERITY_NAMES.get(event.severity, event.severity)}",
         f"  explanation: {event.explanation or '(none)'}",
         "  descriptions of the peak window:",
         *(f"    - {d}" for d in event.descriptions),
@@ -93,4 +98,5 @@ def show(store: EventStore, event: StoredEvent, snapshot_path: Path | None) -> s
         lines.append(f"  snapshot written to {snapshot_path}")
     elif event.snapshot is None:
         lines.append("  no snapshot")
+    lines.append(f"  clip: {store.clip_dir() / event.clip}" if event.clip else "  no clip")
     return "\n".join(lines)

@@ -15,14 +15,17 @@ from dataclasses import dataclass, replace
 
 from monitor.config import AppConfig
 from monitor.live.cameras import CameraParts, CameraSummary, build_camera
+from monitor.live.controls import ControlStore
 from monitor.models import build_judge
 from pipeline.camera import CameraCounters
+from pipeline.controls import Command
 from pipeline.inference import EngineStats, ModelClient, ModelLoadError
 from pipeline.judge import Judge
 from pipeline.records import CameraStatus, EventChange
 from pipeline.supervision import LagProbe, restarting
 from sinks.base import Sink, SinkHub, SinkRunner
-from sinks.event_store import EventStore
+from sinks.event_store import EventStore, clip_dir
+from sinks.mqtt_sink import MqttSink
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,22 @@ class Monitor:
         self.max_seconds = max_seconds
         self.drain_timeout_s = cfg.outputs.drain_timeout_s
         self.lag = LagProbe()
+        self.controls = ControlStore(
+            cfg.mqtt.controls, [c.name for c in cfg.cameras], {c.name: c.alerting.threshold for c in cfg.cameras}
+        )
         self._cameras: list[CameraParts] = []
         self._hub: SinkHub | None = None
+        for sink in sinks:
+            if isinstance(sink, MqttSink) and sink.cfg.commands:
+                sink.on_command = self.command
+
+    def command(self, command: Command) -> bool:
+        """Carry out an operator's command (from the event loop) and publish the settings now in force;
+        False for a camera this monitor does not run."""
+        state = self.controls.apply(command)
+        if state is not None and self._hub is not None:
+            self._hub.publish(state)
+        return state is not None
 
     def live_stats(self) -> LiveStats:
         """The running monitor's counters (for the metrics endpoint); empty before :meth:`run`."""
@@ -144,6 +161,8 @@ class Monitor:
             self._hub = hub
             for change in left_open:
                 hub.publish(change)
+            for cam in cfg.cameras:
+                hub.publish(self.controls.state(cam.name))
             if self.models is None:
                 assert self.load_models is not None
                 self.models = await asyncio.to_thread(self.load_models)
@@ -160,6 +179,9 @@ class Monitor:
                         image_max_side=cfg.model.image_max_side,
                         max_batch=cfg.model.max_batch,
                         instance=cfg.instance or "",
+                        controls=self.controls.cameras[cam.name],
+                        clips=cfg.clips,
+                        clip_dir=clip_dir(cfg.store.path) if cfg.store.enabled else cfg.outputs.dir / "clips",
                     )
                     for cam in cfg.cameras
                 ]

@@ -85,6 +85,12 @@ class MonitorCollector:
                 "Score and status messages dropped while disconnected",
                 value=self.mqtt.dropped,
             )
+            yield CounterMetricFamily(
+                "llmvad_commands_applied", "Operator commands carried out", value=self.mqtt.commands_applied
+            )
+            yield CounterMetricFamily(
+                "llmvad_commands_rejected", "Malformed operator commands ignored", value=self.mqtt.commands_rejected
+            )
         dropped = CounterMetricFamily("llmvad_sink_dropped", "Records a full sink queue dropped", labels=["sink"])
         failed = CounterMetricFamily("llmvad_sink_failures", "Records a sink failed to handle", labels=["sink"])
         for r in live.sinks:

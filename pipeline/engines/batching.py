@@ -328,8 +328,10 @@ class BatchingEngine:
     def _pick(self, now: float) -> tuple[RequestKind | None, float | None]:
         """The kind to serve now, or (None, seconds until one is due). Caller holds the lock.
 
-        A kind is due when a batch of ready requests is full or its oldest ready request has waited
-        ``max_wait``. A due score batch goes first; otherwise the due kind with the oldest request.
+        A kind is due when a batch of ready requests is full, or its oldest ready request has waited
+        ``max_wait`` and no request that would join the batch is still being prepared (a burst is served
+        in full batches: preparing takes milliseconds, a batch seconds). A due score batch goes first;
+        otherwise the due kind with the oldest request.
         """
         due: list[tuple[float, RequestKind]] = []
         wait: float | None = None
@@ -337,16 +339,24 @@ class BatchingEngine:
             head = next((p for p in q if self._ready(p)), None)
             if head is None:
                 continue
+            same = [p for p in q if p.key == head.key]
+            ready = sum(1 for p in same if self._ready(p))
+            coming = ready < min(len(same), self.max_batch) and self._can_prepare(kind)
             deadline = head.enqueued + self.max_wait_s
-            if deadline <= now or sum(1 for p in q if p.key == head.key and self._ready(p)) >= self.max_batch:
+            if ready >= self.max_batch or (deadline <= now and not coming):
                 if kind is RequestKind.SCORE:
                     return kind, None
                 due.append((head.enqueued, kind))
-            else:
-                wait = deadline - now if wait is None else min(wait, deadline - now)
+            else:  # woken by the preparation thread when an input is ready
+                left = max(deadline - now, self.max_wait_s if coming else 0.0)
+                wait = left if wait is None else min(wait, left)
         if due:
             return min(due)[1], None
         return None, wait
+
+    def _can_prepare(self, kind: RequestKind) -> bool:
+        """Whether the preparation thread is free to prepare more requests of ``kind``."""
+        return self.prepare_ahead and (kind not in IMAGE_KINDS or self._ready_images < self.lookahead)
 
     def _take_batch(self) -> list[_Pending] | None:
         """Block until a batch is due; None once the engine is closed."""
