@@ -106,7 +106,7 @@ class PacketRing:
         try:
             template = holder.add_stream_from_template(stream)
         except (av.FFmpegError, ValueError) as exc:
-            log.debug("no clips for this stream: %s", exc)
+            log.warning("no event clips for this stream: its codec parameters cannot be copied (%s)", exc)
             self._segment = None
             return
         with self._lock:

@@ -32,4 +32,5 @@ fi
 
 .venv/bin/python scripts/make_test_models.py .models
 bash scripts/build_llama_server.sh
-echo "setup: ready (.venv, .models, .tools)" >&2
+bash scripts/install_home_assistant.sh
+echo "setup: ready (.venv, .models, .tools: llama-server, Home Assistant)" >&2
