@@ -1,7 +1,8 @@
 """Cameras on one machine: how many looped files paced at 10 fps, sampled at 1 fps, the monitor keeps up
 with, and whether memory stays flat when input outpaces the model.
 
-    .venv/bin/python -m benchmarks.scale [--cameras 8,16,32,48] [--seconds 60] [--memory-cameras 64 --minutes 10]
+    .venv/bin/python -m benchmarks.scale [--cameras 8,16,32,48] [--batch 8,16] [--seconds 60]
+                                         [--memory-cameras 64 --minutes 10]
 
 The tiny test VLM describes every sampled frame (motion gate off) and judges windows of 3 (stride 2); no
 store, no MQTT. For each camera count it prints the description rate achieved per camera (1.0 keeps up),
@@ -49,10 +50,12 @@ class Counter:
             self.windows += 1
 
 
-def run(model: TransformersModel, cameras: int, seconds: float, *, rss_every: float = 0.0) -> dict[str, float]:
+def run(
+    model: TransformersModel, cameras: int, seconds: float, *, batch: int = 8, rss_every: float = 0.0
+) -> dict[str, float]:
     cfg = validate(
         {
-            "model": {"max_batch": 8, "max_new_tokens": 16},
+            "model": {"max_batch": batch, "max_new_tokens": 16},
             "sampling": {"fps": 1.0, "motion_gate": False},
             "judge": {"cache_size": 0},
             "store": {"enabled": False},
@@ -103,19 +106,24 @@ def main() -> None:
     ap.add_argument("--memory-cameras", type=int, default=64)
     ap.add_argument("--minutes", type=float, default=10.0, help="0: no memory run")
     ap.add_argument("--model", type=Path, default=ROOT / ".models" / "tiny-gemma3-vlm")
+    ap.add_argument("--batch", default="8,16", help="max_batch values to run each camera count with")
     args = ap.parse_args()
     model = TransformersModel(str(args.model), device="cpu")
+    batches = [int(x) for x in args.batch.split(",")]
     print(f"cameras: looped {PEOPLE.name} paced at 10 fps, sampled at 1 fps; {args.seconds:.0f} s each")
-    for n in (int(x) for x in args.cameras.split(",")):
-        r = run(model, n, args.seconds)
+    for n, batch in ((int(x), b) for x in args.cameras.split(",") for b in batches):
+        r = run(model, n, args.seconds, batch=batch)
         print(
-            f"{n:3d} cameras: {r['rate']:5.2f} descriptions/s per camera (1.00 keeps up), {r['windows']:6.1f} "
-            f"windows/s, {r['dropped']:6.1%} of frames dropped by policy, RSS {r['rss']:6.0f} MB",
+            f"{n:3d} cameras, max_batch {batch:2d}: {r['rate']:5.2f} descriptions/s per camera (1.00 keeps up), "
+            f"{r['windows']:6.1f} windows/s, {r['dropped']:6.1%} of frames dropped by policy, RSS {r['rss']:6.0f} MB",
             flush=True,
         )
     if args.minutes:
-        print(f"memory: {args.memory_cameras} cameras for {args.minutes:.0f} min (more than the model serves)")
-        r = run(model, args.memory_cameras, args.minutes * 60, rss_every=30.0)
+        print(
+            f"memory: {args.memory_cameras} cameras for {args.minutes:.0f} min, max_batch {batches[-1]} "
+            "(more than the model serves)"
+        )
+        r = run(model, args.memory_cameras, args.minutes * 60, batch=batches[-1], rss_every=30.0)
         print(f"RSS growth after the first minute: {r['growth']:.1f} MB; {r['rate']:.2f} descriptions/s per camera")
 
 

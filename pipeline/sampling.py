@@ -14,7 +14,7 @@ class SamplingSettings(Settings):
     fps: float | None = Field(None, gt=0, le=120, title="Target sampling rate; replaces every_n_frames when set")
     motion_gate: bool | None = Field(None, title="Skip unchanged scenes; unset: on for live cameras, off for files")
     motion_threshold: float = Field(
-        0.02, ge=0, le=1, title="Share (0-1) of a 64-px grey thumbnail that must change for a fresh description"
+        0.03, ge=0, le=1, title="Share (0-1) of a 64-px grey thumbnail that must change for a fresh description"
     )
     motion_max_reuse_s: float = Field(60.0, gt=0, title="Describe anew at least this often, even if nothing moved")
     semantic_gate: bool = Field(

@@ -100,7 +100,8 @@ class BatchingEngine:
     ``describer`` describes images; ``judge`` (by default the same model) scores and explains. Serving both
     from one thread keeps one device busy with one batch at a time instead of two contending. A batch
     holds up to ``max_batch`` prepared requests of one kind with the same settings. A kind is due when
-    its batch is full or its oldest request has waited ``max_wait_ms``; a due score batch (one cheap
+    its batch is full or requests have stopped arriving for ``max_wait_ms`` (at most ``linger_s`` after
+    the oldest, while they keep coming; see :meth:`_pick`); a due score batch (one cheap
     forward pass that gates alerts) goes first, otherwise the due kind with the oldest request, so
     explanations are never starved.
 
@@ -136,6 +137,8 @@ class BatchingEngine:
         self._judge = judge
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
+        self.linger_s = max(0.5, 4 * self.max_wait_s)
+        """The longest a request waits for company while others keep arriving."""
         self.max_pending = max_pending or 64 * max_batch
         self.prepare_ahead = prepare_ahead
         self.lookahead = 2 * max_batch
@@ -243,8 +246,10 @@ class BatchingEngine:
         with self._cond:
             if self._closed:
                 raise ModelClosed("the model engine has stopped")
-            if sum(len(q) for q in self._queues.values()) >= self.max_pending:
-                raise EngineBusy(f"{self.max_pending} requests pending")
+            # Only images are refused when too many wait: a window's score or explanation (small, bounded by
+            # the cameras' own queues) must not be lost because the cameras asked for many descriptions.
+            if request.kind in IMAGE_KINDS and sum(len(self._queues[k]) for k in IMAGE_KINDS) >= self.max_pending:
+                raise EngineBusy(f"{self.max_pending} image requests pending")
             self._queues[request.kind].append(_Pending(request, fut))
             self._cond.notify_all()
         return fut
@@ -328,10 +333,11 @@ class BatchingEngine:
     def _pick(self, now: float) -> tuple[RequestKind | None, float | None]:
         """The kind to serve now, or (None, seconds until one is due). Caller holds the lock.
 
-        A kind is due when a batch of ready requests is full, or its oldest ready request has waited
-        ``max_wait`` and no request that would join the batch is still being prepared (a burst is served
-        in full batches: preparing takes milliseconds, a batch seconds). A due score batch goes first;
-        otherwise the due kind with the oldest request.
+        A kind is due when a batch of ready requests is full, or when no request that would join it is
+        still being prepared and either arrivals have paused for ``max_wait`` or its oldest request has
+        waited ``linger_s``. So a burst (a file read ahead, many cameras at once) leaves in full batches
+        (preparing takes milliseconds, a batch seconds), while a lone request waits only ``max_wait``.
+        A due score batch goes first; otherwise the due kind with the oldest request.
         """
         due: list[tuple[float, RequestKind]] = []
         wait: float | None = None
@@ -342,12 +348,12 @@ class BatchingEngine:
             same = [p for p in q if p.key == head.key]
             ready = sum(1 for p in same if self._ready(p))
             coming = ready < min(len(same), self.max_batch) and self._can_prepare(kind)
-            deadline = head.enqueued + self.max_wait_s
+            deadline = min(max(p.enqueued for p in same) + self.max_wait_s, head.enqueued + self.linger_s)
             if ready >= self.max_batch or (deadline <= now and not coming):
                 if kind is RequestKind.SCORE:
                     return kind, None
                 due.append((head.enqueued, kind))
-            else:  # woken by the preparation thread when an input is ready
+            else:  # woken by the preparation thread when an input is ready, or by a new request
                 left = max(deadline - now, self.max_wait_s if coming else 0.0)
                 wait = left if wait is None else min(wait, left)
         if due:
