@@ -146,7 +146,7 @@ def main() -> None:
     n_cache = n_pipe
 
     rows = [
-        ("llmvad   (one frame per call)", n, t_llmvad),
+        *([] if args.skip_llmvad else [("llmvad   (one frame per call)", n, t_llmvad)]),
         ("bare     (batched model only)", n, t_bare),
         ("pipeline (decode..sinks)", n_pipe, t_pipe),
         ("pipeline + judge cache", n_cache, t_cache),
@@ -154,10 +154,8 @@ def main() -> None:
     for label, count, secs in rows:
         print(f"{label:32s} {count:5d} frames {secs:8.1f} s  {count / secs:7.2f} frames/s")
     bare, pipe = n / t_bare, n_pipe / t_pipe
-    print(
-        f"pipeline / bare = {pipe / bare:.2f}   pipeline / llmvad = {pipe / (n / t_llmvad):.2f}   "
-        f"pipeline+cache / bare = {(n_cache / t_cache) / bare:.2f}"
-    )
+    vs_llmvad = "" if args.skip_llmvad else f"   pipeline / llmvad = {pipe / (n / t_llmvad):.2f}"
+    print(f"pipeline / bare = {pipe / bare:.2f}{vs_llmvad}   pipeline+cache / bare = {(n_cache / t_cache) / bare:.2f}")
 
 
 if __name__ == "__main__":

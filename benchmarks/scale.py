@@ -51,7 +51,14 @@ class Counter:
 
 
 def run(
-    model: TransformersModel, cameras: int, seconds: float, *, batch: int = 8, rss_every: float = 0.0
+    model: TransformersModel,
+    cameras: int,
+    seconds: float,
+    *,
+    batch: int = 8,
+    keyframes: bool = False,
+    clips: bool = True,
+    rss_every: float = 0.0,
 ) -> dict[str, float]:
     cfg = validate(
         {
@@ -59,9 +66,11 @@ def run(
             "sampling": {"fps": 1.0, "motion_gate": False},
             "judge": {"cache_size": 0},
             "store": {"enabled": False},
+            "clips": {"enabled": clips},
             "outputs": {"status_interval_s": 60},
             "cameras": [
-                {"name": f"cam{i:02d}", "url": str(PEOPLE), "realtime": True, "loop": True} for i in range(cameras)
+                {"name": f"cam{i:02d}", "url": str(PEOPLE), "realtime": True, "loop": True, "keyframes_only": keyframes}
+                for i in range(cameras)
             ],
         },
         env={},
@@ -106,13 +115,16 @@ def main() -> None:
     ap.add_argument("--memory-cameras", type=int, default=64)
     ap.add_argument("--minutes", type=float, default=10.0, help="0: no memory run")
     ap.add_argument("--model", type=Path, default=ROOT / ".models" / "tiny-gemma3-vlm")
-    ap.add_argument("--batch", default="8,16", help="max_batch values to run each camera count with")
+    ap.add_argument("--batch", default="8", help="max_batch values to run each camera count with")
+    ap.add_argument("--keyframes-only", action="store_true", help="decode keyframes only (one a second here)")
+    ap.add_argument("--no-clips", action="store_true", help="keep no ring of packets for event clips")
     args = ap.parse_args()
     model = TransformersModel(str(args.model), device="cpu")
     batches = [int(x) for x in args.batch.split(",")]
-    print(f"cameras: looped {PEOPLE.name} paced at 10 fps, sampled at 1 fps; {args.seconds:.0f} s each")
+    decode = "keyframes only" if args.keyframes_only else "every frame decoded"
+    print(f"cameras: looped {PEOPLE.name} paced at 10 fps, sampled at 1 fps, {decode}; {args.seconds:.0f} s each")
     for n, batch in ((int(x), b) for x in args.cameras.split(",") for b in batches):
-        r = run(model, n, args.seconds, batch=batch)
+        r = run(model, n, args.seconds, batch=batch, keyframes=args.keyframes_only, clips=not args.no_clips)
         print(
             f"{n:3d} cameras, max_batch {batch:2d}: {r['rate']:5.2f} descriptions/s per camera (1.00 keeps up), "
             f"{r['windows']:6.1f} windows/s, {r['dropped']:6.1%} of frames dropped by policy, RSS {r['rss']:6.0f} MB",
@@ -123,7 +135,14 @@ def main() -> None:
             f"memory: {args.memory_cameras} cameras for {args.minutes:.0f} min, max_batch {batches[-1]} "
             "(more than the model serves)"
         )
-        r = run(model, args.memory_cameras, args.minutes * 60, batch=batches[-1], rss_every=30.0)
+        r = run(
+            model,
+            args.memory_cameras,
+            args.minutes * 60,
+            batch=batches[-1],
+            keyframes=args.keyframes_only,
+            rss_every=30,
+        )
         print(f"RSS growth after the first minute: {r['growth']:.1f} MB; {r['rate']:.2f} descriptions/s per camera")
 
 

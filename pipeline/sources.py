@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -202,6 +203,7 @@ class VideoSource:
             if self.live:
                 self._run_live()
             else:
+                _yield_to_the_model()
                 self._run_file()
         except Exception as exc:  # a bug must not vanish silently with the thread
             self.stats.error = f"unexpected error: {exc!r}"
@@ -420,6 +422,21 @@ class VideoSource:
         th = max(2, round(THUMB_WIDTH * frame.height / frame.width))
         thumb = frame.reformat(width=THUMB_WIDTH, height=th, format="gray", interpolation="AREA").to_ndarray()
         return image, thumb
+
+
+FILE_DECODE_NICENESS = 5
+"""How much lower a file's decode thread (and the decoder threads it starts) runs than the model's."""
+
+
+def _yield_to_the_model() -> None:
+    """Lower this thread's scheduling priority: a file is decoded far faster than any model describes it,
+    so when both want the cores the model's threads should win (live streams keep their priority: they
+    must keep pace with the camera). The decoder's own threads, started from here, inherit it."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + FILE_DECODE_NICENESS))
+    except (OSError, AttributeError):  # not Linux, or not allowed: decode at the normal priority
+        pass
 
 
 def _reason(exc: BaseException) -> str:

@@ -58,7 +58,7 @@ async def test_motion_gate_reuses_descriptions_and_the_judge_cache(tmp_path: Pat
     clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=4.0)
     cfg = config(
         [{"name": "cam", "url": str(clip), "sampling": {"every_n_frames": 5, "motion_gate": True}}],
-        sampling={"motion_max_reuse_s": 100},
+        sampling={"motion_max_reuse_s": 100, "motion_threshold": 0.02},  # the small square moves 2 % of it
     )
     sink = CollectingSink()
     fake = FakeModel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,17 @@ class CameraParts:
         )
 
 
+def descriptions_in_flight(max_batch: int, cameras: int) -> int:
+    """How many descriptions one of ``cameras`` cameras sharing a model may have requested at a time.
+
+    Together about three batches (one running, one ready, one forming), so the model is always fed; but at
+    least two per camera, so a lone camera can fill batches. More would only queue stale frames (and
+    their memory) in front of an overloaded model; beyond it, frames wait in the camera's own queue, where
+    its policy drops them (counted) for a live source.
+    """
+    return max(2, math.ceil(3 * max_batch / max(1, cameras)))
+
+
 def build_camera(
     cam: CameraSettings,
     *,
@@ -94,9 +106,11 @@ def build_camera(
     controls: CameraControls | None = None,
     clips: ClipSettings | None = None,
     clip_dir: Path | None = None,
+    sharing: int = 1,
 ) -> CameraParts:
     """A camera's decode thread, frame queue and pipeline stage (not started); call on the event loop.
-    With ``clips`` and ``clip_dir`` its recent packets are kept in a ring and each event gets a clip."""
+    With ``clips`` and ``clip_dir`` its recent packets are kept in a ring and each event gets a clip.
+    ``sharing`` cameras share the model: see :func:`descriptions_in_flight`."""
     frames: ThreadToAsyncQueue[Frame] = ThreadToAsyncQueue(
         maxsize=cam.queue_size, policy=cam.queue_policy, loop=asyncio.get_running_loop()
     )
@@ -108,14 +122,13 @@ def build_camera(
     source = VideoSource(
         cam, sampler=FrameSampler(cam.sampling), queue=frames, image_max_side=image_max_side, ring=ring
     )
-    # Two batches in flight per camera: one running, the next one ready.
     stage = CameraPipeline(
         cam,
         frames=frames,
         models=models,
         judge=judge,
         emit=emit,
-        max_inflight=2 * max_batch,
+        max_inflight=descriptions_in_flight(max_batch, sharing),
         instance=instance,
         controls=controls,
         clips=recorder,

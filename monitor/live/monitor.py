@@ -182,6 +182,7 @@ class Monitor:
                         controls=self.controls.cameras[cam.name],
                         clips=cfg.clips,
                         clip_dir=clip_dir(cfg.store.path) if cfg.store.enabled else cfg.outputs.dir / "clips",
+                        sharing=len(cfg.cameras),
                     )
                     for cam in cfg.cameras
                 ]

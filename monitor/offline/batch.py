@@ -281,6 +281,8 @@ class _BatchRun:
         self.fmt = fmt
         self.stop = stop
         self.active: dict[str, CameraParts] = {}
+        self.sharing = 1
+        """How many videos share the model at once (sets how far ahead each asks for descriptions)."""
         self.frames_finished = 0
 
     @property
@@ -308,6 +310,7 @@ class _BatchRun:
             emit=got.emit,
             image_max_side=cfg.model.image_max_side,
             max_batch=cfg.model.max_batch,
+            sharing=self.sharing,
         )
         self.active[cam.name] = parts
         started = time.monotonic()
@@ -365,6 +368,7 @@ class _BatchRun:
                 await asyncio.sleep(0.5)
 
         slots = asyncio.Semaphore(max(1, parallel))
+        self.sharing = max(1, min(parallel, len(todo)))
         reporter = asyncio.create_task(report(), name="batch-progress")
         tasks = [asyncio.create_task(self.one(i, job, slots), name=f"video-{i}") for i, job in enumerate(todo)]
         stopper = asyncio.create_task(self.stop.wait(), name="batch-stop")
