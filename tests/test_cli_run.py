@@ -88,7 +88,9 @@ cooldown_s = 0
     assert all(len(s["descriptions"]) == 3 for s in scores)
     # the threshold is below anything the judge says: one event from the first window to the end
     assert events[0]["type"] == "new" and events[0]["before"] is None
-    assert events[-1]["type"] == "end" and events[-1]["after"]["end_time"] == pytest.approx(138.0, abs=0.2)
+    (ended,) = [e for e in events if e["type"] == "end"]
+    assert ended["after"]["end_time"] == pytest.approx(138.0, abs=0.2)
+    assert events[-1]["type"] == "update" and events[-1]["after"]["clip"]  # its clip, named once written
     assert any(e["type"] == "update" and e["after"]["explanation"] for e in events)
     snap = out / events[0]["after"]["snapshot"]
     with Image.open(snap) as im:
