@@ -69,6 +69,23 @@ def _events(a: argparse.Namespace) -> int:
     )
 
 
+def _summarize(a: argparse.Namespace) -> int:
+    from monitor.live.commands import summarize
+
+    return summarize(
+        config=a.config,
+        db=a.db,
+        camera=a.camera,
+        since=a.since,
+        until=a.until,
+        fmt=a.format,
+        output=a.output,
+        judge_model=a.judge_model,
+        instance=a.instance,
+        log_level=a.log_level,
+    )
+
+
 def _event_show(a: argparse.Namespace) -> int:
     from monitor.live.commands import event_show
 
@@ -120,6 +137,7 @@ def _eval_judge(a: argparse.Namespace) -> int:
         config=a.config,
         judge_model=a.judge_model,
         window=a.window,
+        stride=a.stride,
         batch_size=a.batch_size,
         raw=a.raw,
         log_level=a.log_level,
@@ -135,6 +153,7 @@ def _calibrate_judge(a: argparse.Namespace) -> int:
         judge_model=a.judge_model,
         layer=a.layer,
         window=a.window,
+        stride=a.stride,
         l2=a.l2,
         folds=a.folds,
         batch_size=a.batch_size,
@@ -220,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir", type=Path, metavar="DIR")
     rep.add_argument("--output", type=Path, metavar="FILE", help="default: DIR/report.html")
 
+    summ = _command(sub, "summarize", _summarize, "what happened in a period: events and the model's summary")
+    summ.add_argument("--config", type=Path, help="configuration file (the history and the model)")
+    summ.add_argument("--db", type=Path, metavar="PATH", help="the history file (default: [store] path)")
+    summ.add_argument("--camera", metavar="C", help="one camera (default: all)")
+    summ.add_argument("--since", metavar="T", default="24h", help="e.g. 8h, 2026-11-25T08:00 (default: 24h)")
+    summ.add_argument("--until", metavar="T", help="default: now")
+    summ.add_argument("--format", choices=["text", "markdown", "html"], default="text")
+    summ.add_argument("--output", type=Path, metavar="FILE", help="write there (default: standard output)")
+    summ.add_argument("--judge-model", metavar="ID_OR_DIR", help="the model that writes (default: the judge)")
+
     cal = _command(sub, "calibrate-judge", _calibrate_judge, "fit a hidden-state probe of the judge")
     cal.add_argument("file", type=Path, metavar="FILE.jsonl", help="lines of video, start, text, label")
     cal.add_argument("--layer", type=int, default=6, metavar="N", help="hidden layer to probe (default 6)")
@@ -233,11 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (cal, ev):
         p.add_argument("--config", type=Path, help="configuration file (judge model and prompt)")
         p.add_argument("--judge-model", metavar="ID_OR_DIR", help="judge model (default: the configured judge)")
-        p.add_argument("--window", type=int, default=1, metavar="N", help="texts per window (default 1)")
+        p.add_argument("--window", type=int, metavar="N", help="texts per window (default: [windows] size)")
+        p.add_argument("--stride", type=int, metavar="S", help="new texts between windows (default: [windows] stride)")
         p.add_argument("--batch-size", type=int, default=8, metavar="B")
-    for p in (run, con, batch, evl, cal, ev):
+    for p in (run, con, batch, evl, cal, ev, summ):
         p.add_argument("--log-level", choices=LEVELS)
-    for p in (run, con, events):
+    for p in (run, con, events, summ):
         p.add_argument("--instance", metavar="NAME", help="this monitor instance's name (default: derived)")
     return parser
 
@@ -247,8 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from monitor.offline.judge_eval import DataError
 
     args = build_parser().parse_args(argv)
-    if min(getattr(args, k, 1) for k in ("window", "batch_size", "parallel")) < 1:
-        return fail("--window, --batch-size and --parallel must be at least 1")
+    if min(getattr(args, k, 1) for k in ("batch_size", "parallel")) < 1 or any(
+        getattr(args, k, None) is not None and getattr(args, k) < 1 for k in ("window", "stride")
+    ):
+        return fail("--window, --stride, --batch-size and --parallel must be at least 1")
     if getattr(args, "max_seconds", None) is not None and args.max_seconds <= 0:
         return fail("--max-seconds must be positive")
     load_env_file(Path(".env"))

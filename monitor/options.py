@@ -23,11 +23,12 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
-def load_config(path: Path | None) -> AppConfig:
-    """The given config file, else ./config.toml if present, else the built-in defaults."""
-    if path is not None:
-        return load(path)
-    return load(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else AppConfig()
+def load_config(path: Path | None, *, calibration: bool = True) -> AppConfig:
+    """The given config file, else ./config.toml if present, else the built-in defaults (without
+    ``[judge] calibration`` when ``calibration`` is False)."""
+    if path is None and not DEFAULT_CONFIG.is_file():
+        return AppConfig()
+    return load(path or DEFAULT_CONFIG, calibration=calibration)
 
 
 def configured_secrets(cfg: AppConfig) -> list[str]:

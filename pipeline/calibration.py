@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 F = npt.NDArray[np.float64]
+FORMAT = "llmvad-judge-calibration/2"
 
 
 def logit(p: F) -> F:
@@ -36,6 +37,18 @@ class JudgeCalibration:
     """The judge model's weights fingerprint (its calibration applies to that model only)."""
     prompt: str = ""
     """Hash of the judge prompt it was fitted with (hidden states depend on the prompt)."""
+    windows: tuple[int, int] = (1, 1)
+    """The window size and stride it was fitted for (a window's text and its place in time depend on them)."""
+
+    def check_windows(self, size: int, stride: int) -> str | None:
+        """Why windows of ``size`` and ``stride`` are not the ones it was fitted for; None when they are."""
+        if (size, stride) == self.windows:
+            return None
+        return (
+            f"windows of {size} (stride {stride}), but the judge calibration was fitted for windows of "
+            f"{self.windows[0]} (stride {self.windows[1]}); set these windows or fit a calibration for them "
+            "with monitor calibrate-judge"
+        )
 
     def probe_logit(self, pooled: npt.NDArray[np.floating[Any]]) -> F:
         z = (np.asarray(pooled, dtype=np.float64) - self.mean) / self.scale
@@ -49,7 +62,7 @@ class JudgeCalibration:
         path.write_text(
             json.dumps(
                 {
-                    "format": "llmvad-judge-calibration/1",
+                    "format": FORMAT,
                     "model": self.model,
                     "layer": self.layer,
                     "mean": self.mean.tolist(),
@@ -60,6 +73,7 @@ class JudgeCalibration:
                     "note": self.note,
                     "fingerprint": self.fingerprint,
                     "prompt": self.prompt,
+                    "windows": {"size": self.windows[0], "stride": self.windows[1]},
                 }
             )
         )
@@ -71,13 +85,21 @@ class JudgeCalibration:
             d = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: not a readable calibration file ({exc})") from None
-        if not isinstance(d, dict) or d.get("format") != "llmvad-judge-calibration/1":
+        if isinstance(d, dict) and d.get("format") == "llmvad-judge-calibration/1":
+            raise ValueError(
+                f"{path}: written by an earlier version, it does not say which windows it was fitted for; "
+                "fit it again with monitor calibrate-judge"
+            )
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{path}: not a judge calibration file (written by monitor calibrate-judge)")
         try:
             mean, scale, w = (np.asarray(d[k], dtype=np.float64) for k in ("mean", "scale", "weights"))
             if not (mean.shape == scale.shape == w.shape and mean.ndim == 1):
                 raise ValueError("mean, scale and weights differ in shape")
             a, b, c = (float(x) for x in d["combine"])
+            windows = (int(d["windows"]["size"]), int(d["windows"]["stride"]))
+            if not 1 <= windows[1] <= windows[0]:
+                raise ValueError(f"windows {windows} are not a size and a stride with 1 <= stride <= size")
             return cls(
                 str(d["model"]),
                 int(d["layer"]),
@@ -89,6 +111,7 @@ class JudgeCalibration:
                 str(d.get("note", "")),
                 str(d.get("fingerprint", "")),
                 str(d.get("prompt", "")),
+                windows,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: malformed calibration file ({exc})") from None

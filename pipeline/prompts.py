@@ -55,3 +55,12 @@ DEFAULT_EXPLAIN_PROMPT = (
     "{context}Camera observations, oldest first:\n{descriptions}\n\n"
     "In one short sentence, say what is anomalous here and why it matters."
 )
+DEFAULT_SUMMARY_SYSTEM = "You write short, factual summaries of what security cameras recorded."
+DEFAULT_SUMMARY_PROMPT = (
+    "Log of the cameras from {period}, oldest first (EVENT marks an alert):\n{log}\n\n"
+    "In two to four sentences, say what happened in this period: the alerts first, then ordinary activity."
+)
+DEFAULT_SUMMARY_MERGE_PROMPT = (
+    "Summaries of consecutive parts of {period}, oldest first:\n{log}\n\n"
+    "In two to four sentences, summarise the whole period: the alerts first, then ordinary activity."
+)

@@ -15,8 +15,8 @@ T = TypeVar("T")
 class WindowSettings(Settings):
     """Sliding windows of descriptions that the judge scores (``[windows]``)."""
 
-    size: int = Field(3, ge=1, le=64, title="Descriptions per window (LLMVAD: 3)")
-    stride: int = Field(2, ge=1, le=64, title="New descriptions between windows (LLMVAD: 2)")
+    size: int = Field(1, ge=1, le=64, title="Descriptions per window (LLMVAD: 3; 1 ranks best, docs/judge.md)")
+    stride: int = Field(1, ge=1, le=64, title="New descriptions between windows (LLMVAD: 2)")
 
     @model_validator(mode="after")
     def _stride(self) -> WindowSettings:

@@ -51,6 +51,9 @@ class MqttSink:
     * With ``on_command`` set, operators' commands on ``<prefix>/<camera>/<setting>/set`` for this
       monitor's cameras are parsed and handed to it; a malformed one is ignored, counted and logged
       (once per topic). The settings in force go out retained (through the outbox).
+    * With ``on_summarize`` set, a request on ``<prefix>/summarize/set`` is handed to it; it returns the
+      reason a request is refused (counted and logged like a bad command), and answers later with
+      :meth:`send_summary` on ``<prefix>/summary`` (QoS 1, through the outbox, not retained).
     """
 
     name = "mqtt"
@@ -71,6 +74,7 @@ class MqttSink:
         self.failures = 0
         """Unexpected errors in the delivery loop (each logged, the loop restarted)."""
         self.on_command: Callable[[Command], object] | None = None
+        self.on_summarize: Callable[[bytes], str | None] | None = None
         self.commands_applied = 0
         self.commands_rejected = 0
         self._rejected_topics: set[str] = set()
@@ -209,6 +213,8 @@ class MqttSink:
                     if self.cfg.discovery:
                         await client.subscribe(self.topics.ha_status, qos=1)
                         await self._send_discovery(client)
+                    if self.on_summarize is not None:
+                        await client.subscribe(self.topics.summarize, qos=1)
                     if self.on_command is not None:
                         for cam in self.cameras:
                             for topic in self.topics.commands(cam):
@@ -273,7 +279,29 @@ class MqttSink:
                     log.info("MQTT: Home Assistant is online; sending discovery again")
                     await self._send_discovery(client)
                 continue
+            if message.topic.matches(self.topics.summarize):
+                self._summarize(message.payload)
+                continue
             self._command(message.topic.value, message.payload)
+
+    def _rejected(self, topic: str, why: str) -> None:
+        self.commands_rejected += 1
+        if topic not in self._rejected_topics:
+            self._rejected_topics.add(topic)
+            log.warning("MQTT: ignored a command on %s: %s (further ones there are only counted)", topic, why)
+
+    def _summarize(self, payload: object) -> None:
+        if self.on_summarize is None:
+            return
+        why = self.on_summarize(bytes(payload)) if isinstance(payload, bytes | bytearray) else "payload is not bytes"
+        if why is None:
+            self.commands_applied += 1
+        else:
+            self._rejected(self.topics.summarize, why)
+
+    async def send_summary(self, answer: dict[str, object]) -> None:
+        """Publish an answer to a summarize request on ``<prefix>/summary``."""
+        await self._enqueue([self.topics.summary_message(answer)])
 
     def _command(self, topic: str, payload: object) -> None:
         """Parse a command and hand it over; a bad one is counted and logged once per topic."""
@@ -285,10 +313,7 @@ class MqttSink:
                 raise ValueError("payload is not bytes")
             command = parse_command(where[0], where[1], bytes(payload))
         except ValueError as exc:
-            self.commands_rejected += 1
-            if topic not in self._rejected_topics:
-                self._rejected_topics.add(topic)
-                log.warning("MQTT: ignored a command on %s: %s (further ones there are only counted)", topic, exc)
+            self._rejected(topic, str(exc))
             return
         self.commands_applied += 1
         self.on_command(command)

@@ -79,6 +79,19 @@ class Topics:
         return parts[0], parts[1]
 
     @property
+    def summarize(self) -> str:
+        """Where a summary of a period is asked for (JSON: since, until, camera, id)."""
+        return f"{self.prefix}/summarize/set"
+
+    @property
+    def summary(self) -> str:
+        """Where the answer comes."""
+        return f"{self.prefix}/summary"
+
+    def summary_message(self, answer: dict[str, Any]) -> OutMessage:
+        return OutMessage(self.summary, _json(answer), 1, False)
+
+    @property
     def ha_status(self) -> str:
         return f"{self.discovery_prefix}/status"
 

@@ -33,14 +33,39 @@ def test_logistic_regression_recovers_a_separating_direction() -> None:
 
 
 def test_calibration_file_round_trip_and_errors(tmp_path: Path) -> None:
-    cal = JudgeCalibration("m", 9, np.zeros(4), np.ones(4), np.arange(4.0), 0.5, (1.0, 0.5, -0.1), "note")
+    cal = JudgeCalibration(
+        "m", 9, np.zeros(4), np.ones(4), np.arange(4.0), 0.5, (1.0, 0.5, -0.1), "note", windows=(3, 2)
+    )
     path = tmp_path / "cal.json"
     cal.save(path)
     back = JudgeCalibration.load(path)
     assert back.layer == 9 and list(back.weights) == [0, 1, 2, 3] and back.combine == (1.0, 0.5, -0.1)
+    assert back.windows == (3, 2)
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[judge]\ncalibration = "{path.name}"\n')
+    cfg.write_text(f'[judge]\ncalibration = "{path.name}"\n[windows]\nsize = 3\nstride = 2\n')
     assert load(cfg).judge.calibration == path
+    # other windows than it was fitted for: refused, naming the key (globally or for one camera)
+    cfg.write_text(f'[judge]\ncalibration = "{path.name}"\n')
+    with pytest.raises(ConfigError) as info:
+        load(cfg)
+    key, why = info.value.problems[0]
+    assert key == "windows" and "windows of 1 (stride 1)" in why and "fitted for windows of 3 (stride 2)" in why
+    cfg.write_text(
+        f'[judge]\ncalibration = "{path.name}"\n[windows]\nsize = 3\nstride = 2\n'
+        '[[cameras]]\nname = "a"\nurl = "a.mp4"\n[[cameras]]\nname = "b"\nurl = "b.mp4"\n'
+        "[cameras.windows]\nsize = 2\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load(cfg)
+    assert [k for k, _ in info.value.problems] == ["cameras.b.windows"]
+    # a file of the first format does not say its windows: refused, saying to fit it again
+    old = json.loads(path.read_text())
+    old["format"] = "llmvad-judge-calibration/1"
+    del old["windows"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(ConfigError) as info:
+        load(cfg)
+    assert "fit it again" in info.value.problems[0][1]
     path.write_text('{"format": "something else"}')
     with pytest.raises(ConfigError) as info:
         load(cfg)
@@ -72,6 +97,10 @@ def test_calibrate_then_run_with_the_calibration(
             str(judge_270m),
             "--layer",
             "6",
+            "--window",
+            "2",
+            "--stride",
+            "1",
             "--output",
             str(out),
         ],
@@ -82,6 +111,7 @@ def test_calibrate_then_run_with_the_calibration(
     )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.splitlines()
+    assert lines.pop(0) == "windows of 2 (stride 1); each description scored by its first window"
     assert [ln.split(":")[0] for ln in lines[:3]] == [
         "prompted judge",
         "with calibration",
@@ -90,11 +120,11 @@ def test_calibrate_then_run_with_the_calibration(
     assert all(" roc_auc=" in ln for ln in lines[:3])
     assert f'calibration = "{out}"' in r.stdout
     cal = JudgeCalibration.load(out)
-    assert cal.layer == 6 and cal.mean.shape == (640,)
-    # the pipeline scores with it
+    assert cal.layer == 6 and cal.mean.shape == (640,) and cal.windows == (2, 1)
+    # the pipeline scores with it, in the windows it was fitted for
     clip = make_clip(tmp_path / "c.mp4", seconds=2)
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[judge]\ncalibration = "{out}"\n[store]\nenabled = false\n')
+    cfg.write_text(f'[judge]\ncalibration = "{out}"\n[windows]\nsize = 2\nstride = 1\n[store]\nenabled = false\n')
     r = subprocess.run(
         [
             sys.executable,

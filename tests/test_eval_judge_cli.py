@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from monitor.cli import main
@@ -32,21 +33,46 @@ def labelled(tmp_path: Path) -> Path:
     return f
 
 
-@pytest.mark.parametrize("window", [1, 2])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "windows of 1 (stride 1), scores calibrated and smoothed"),  # config.toml's windows and calibration
+        (["--window", "3", "--stride", "2", "--raw"], "windows of 3 (stride 2), scores prompted"),
+    ],
+)
 def test_eval_judge_prints_the_figures(
-    labelled: Path, judge_270m: Path, window: int, capsys: pytest.CaptureFixture[str]
+    labelled: Path, judge_270m: Path, args: list[str], says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        ["eval-judge", str(labelled), "--judge-model", str(judge_270m), "--window", str(window), "--batch-size", "4"]
-    )
+    code = main(["eval-judge", str(labelled), "--judge-model", str(judge_270m), "--batch-size", "4", *args])
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
+    assert says in out[0]
     last = out[-1].split()
     assert [kv.split("=")[0] for kv in last] == ["roc_auc", "ap", "n"]
     auc, ap, n = (float(kv.split("=")[1]) for kv in last)
     assert n == len(ROWS) and 0 <= auc <= 1 and 0 <= ap <= 1
     assert auc > 0.5  # a real language model ranks fights and fires above watering plants
     assert any("vs normal videos" in line for line in out)
+
+
+def test_eval_judge_refuses_windows_the_calibration_was_not_fitted_for(
+    labelled: Path, judge_270m: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval-judge", str(labelled), "--judge-model", str(judge_270m), "--window", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--window/--stride: windows of 3 (stride 1)" in err and "fitted for windows of 1 (stride 1)" in err
+
+
+def test_live_windows_are_the_monitors() -> None:
+    from monitor.offline.judge_eval import Labelled, live_windows
+    from pipeline.windows import WindowSettings
+
+    items = [Labelled(v, float(t), float(t) + 1, f"{v}{t}", 0) for v, t in [("a", 3), ("a", 1), ("b", 0)]]
+    items += [Labelled("a", float(t), float(t) + 1, f"a{t}", 0) for t in (4, 5, 6)]
+    live = live_windows(items, WindowSettings(size=3, stride=2))
+    assert live.texts(items) == [("a1", "a3", "a4"), ("a4", "a5", "a6"), ("b0",)]
+    assert list(live.first) == [0, 0, 2, 0, 1, 1] and live.videos == ["a", "a", "b"]
+    assert list(live.per_item(np.array([0.1, 0.5, 0.9]))) == [0.1, 0.1, 0.9, 0.1, 0.5, 0.5]
 
 
 def test_eval_judge_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

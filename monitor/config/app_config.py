@@ -21,6 +21,7 @@ from pipeline.alerts import AlertSettings
 from pipeline.clips import ClipSettings
 from pipeline.sampling import SamplingSettings
 from pipeline.settings import Settings
+from pipeline.summaries import SummarySettings
 from pipeline.windows import WindowSettings
 
 
@@ -49,6 +50,7 @@ class AppConfig(Settings):
     mqtt: MqttConfig = MqttConfig()
     store: StoreConfig = StoreConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
+    summaries: SummarySettings = SummarySettings()
     cameras: tuple[CameraConfig, ...] = ()
 
     @model_validator(mode="before")

@@ -118,9 +118,13 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
         calibration = rel(judge.calibration)
         judge = judge.model_copy(update={"calibration": calibration})
         try:
-            JudgeCalibration.load(calibration)
+            fitted = JudgeCalibration.load(calibration)
         except ValueError as exc:
             raise ConfigError(str(base), [("judge.calibration", str(exc))]) from None
+        own = [(f"cameras.{c.name}.windows", c.windows) for c in cfg.cameras if c.windows != cfg.windows]
+        wrong = [(key, fitted.check_windows(w.size, w.stride)) for key, w in [("windows", cfg.windows), *own]]
+        if problems := [(key, f"{why} ({calibration})") for key, why in wrong if why is not None]:
+            raise ConfigError(str(base), problems)
     return cfg.model_copy(
         update={
             "judge": judge,
@@ -132,8 +136,9 @@ def _resolve_paths(cfg: AppConfig, base: Path) -> AppConfig:
     )
 
 
-def load(path: Path | str, *, env: Mapping[str, str] | None = None) -> AppConfig:
-    """Read and validate a TOML configuration file; relative paths in it are relative to its folder."""
+def load(path: Path | str, *, env: Mapping[str, str] | None = None, calibration: bool = True) -> AppConfig:
+    """Read and validate a TOML configuration file; relative paths in it are relative to its folder.
+    ``calibration=False`` leaves ``[judge] calibration`` out (for fitting a new one)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -147,6 +152,8 @@ def load(path: Path | str, *, env: Mapping[str, str] | None = None) -> AppConfig
         raise ConfigError(str(path), [("", "not UTF-8 text")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [("", f"invalid TOML: {exc}")]) from None
+    if not calibration and isinstance(data.get("judge"), dict):
+        data["judge"] = {k: v for k, v in data["judge"].items() if k != "calibration"}
     cfg = validate(data, source=str(path), env=env)
     try:
         return _resolve_paths(cfg, path.resolve().parent)

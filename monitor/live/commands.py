@@ -1,4 +1,5 @@
-"""The live application's commands: ``monitor run``, ``check-config``, ``events`` and ``events show``."""
+"""The live application's commands: ``monitor run``, ``check-config``, ``events``, ``events show`` and
+``summarize``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -211,4 +213,58 @@ def event_show(
             except OSError as exc:
                 return fail(f"clip of event {event.id}: {exc.strerror or exc}: {exc.filename}", EXIT_FAILED)
             print(f"  clip written to {clip}")
+    return EXIT_OK
+
+
+def summarize(
+    *,
+    config: Path | None,
+    db: Path | None,
+    camera: str | None,
+    since: str,
+    until: str | None,
+    fmt: str,
+    output: Path | None,
+    judge_model: str | None,
+    instance: str | None = None,
+    log_level: str | None = None,
+) -> int:
+    """``monitor summarize``: the events of a period and the model's few sentences about it."""
+    from monitor.live.history import parse_time
+    from monitor.live.summary import render, summarize_period
+
+    try:
+        now = time.time()
+        since_t = parse_time(since, now=now)
+        until_t = parse_time(until, now=now) if until else now
+        if until_t <= since_t:
+            return fail(f"--until ({until}) must come after --since ({since})")
+        store = _open_history(config, db, instance)
+    except (ValueError, FileNotFoundError) as exc:
+        return fail(str(exc))
+    with contextlib.closing(store):
+        cfg = with_overrides(for_instance(load_config(config), instance), judge_model=judge_model)
+        setup_logging(log_level or cfg.log_level, configured_secrets(cfg))
+        models = build_client(cfg, describe=False)
+
+        async def main() -> str:
+            async with models:
+                summary = await summarize_period(
+                    store,
+                    models,
+                    cfg.summaries,
+                    camera=camera,
+                    since=since_t,
+                    until=until_t,
+                    snapshots=fmt != "text",
+                )
+            snapshots = None if output is None else output.with_name(output.stem + "-snapshots")
+            return render(summary, fmt, snapshot_dir=snapshots)
+
+        text = asyncio.run(main())
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text, encoding="utf-8")
+        print(f"summary written to {output}")
     return EXIT_OK

@@ -100,9 +100,11 @@ class Monitor:
         )
         self._cameras: list[CameraParts] = []
         self._hub: SinkHub | None = None
+        self._summaries: set[asyncio.Task[None]] = set()
         for sink in sinks:
             if isinstance(sink, MqttSink) and sink.cfg.commands:
                 sink.on_command = self.command
+                sink.on_summarize = lambda payload, sink=sink: self.summarize(payload, sink)
 
     def command(self, command: Command) -> bool:
         """Carry out an operator's command (from the event loop) and publish the settings now in force;
@@ -111,6 +113,31 @@ class Monitor:
         if state is not None and self._hub is not None:
             self._hub.publish(state)
         return state is not None
+
+    def summarize(self, payload: bytes, sink: MqttSink) -> str | None:
+        """Start answering a summarize request (from the event loop); the reason it is refused, if it is."""
+        from monitor.live.summary import answer, parse_request
+
+        try:
+            request = parse_request(payload, [c.name for c in self.cfg.cameras])
+        except ValueError as exc:
+            return str(exc)
+        if self.models is None or not self.cfg.store.enabled:
+            return "the models are still loading" if self.models is not None else "the event history is off"
+        models = self.models
+
+        async def reply() -> None:
+            try:
+                result = await answer(request, self.cfg.store.path, models, self.cfg.summaries, self.cfg.instance or "")
+            except Exception as exc:  # the asker gets an answer either way
+                log.warning("summary of %s failed: %s", request, exc)
+                result = {"id": request.id, "since": request.since, "until": request.until, "error": str(exc)}
+            await sink.send_summary(result)
+
+        task = asyncio.create_task(reply(), name="summarize")
+        self._summaries.add(task)
+        task.add_done_callback(self._summaries.discard)
+        return None
 
     def live_stats(self) -> LiveStats:
         """The running monitor's counters (for the metrics endpoint); empty before :meth:`run`."""
@@ -222,7 +249,7 @@ class Monitor:
                         await self._shutdown(cameras, remaining)
                 finally:
                     stop_task.cancel()
-                    for h in helpers:
+                    for h in [*helpers, *self._summaries]:
                         h.cancel()
                     for c in cameras:
                         c.source.stop()

@@ -69,6 +69,7 @@ def fit_calibration(
     note: str = "",
     fingerprint: str = "",
     prompt: str = "",
+    windows: tuple[int, int] = (1, 1),
 ) -> JudgeCalibration:
     """Fit the probe on all items (standardised features) and the combination weights on its
     out-of-fold logits, so the combination does not trust an over-fitted probe."""
@@ -78,5 +79,5 @@ def fit_calibration(
     oof = cv_probe(pooled, y, folds, l2)
     cw, cb = fit_logistic(np.column_stack([oof, logit(prompted)]), y, l2=1e-3)
     return JudgeCalibration(
-        model, layer, mean, scale, w, b, (float(cw[0]), float(cw[1]), cb), note, fingerprint, prompt
+        model, layer, mean, scale, w, b, (float(cw[0]), float(cw[1]), cb), note, fingerprint, prompt, windows
     )

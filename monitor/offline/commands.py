@@ -15,7 +15,7 @@ from monitor.config import AppConfig
 from monitor.logs import setup_logging
 from monitor.models import build_client, load_calibration
 from monitor.offline.annotations import AnnotationError, Format, read_annotations
-from monitor.offline.judge_eval import read_labelled, report, score_items, smooth_by_video
+from monitor.offline.judge_eval import live_windows, read_labelled, report, score_windows, smooth_windows
 from monitor.options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -26,6 +26,7 @@ from monitor.options import (
     load_config,
     with_overrides,
 )
+from pipeline.windows import WindowSettings
 
 
 def batch(
@@ -173,8 +174,10 @@ def report_page(*, run_dir: Path, output: Path | None) -> int:
     return EXIT_OK
 
 
-def _judge_config(config: Path | None, judge_model: str | None, log_level: str | None) -> AppConfig:
-    cfg = with_overrides(load_config(config), judge_model=judge_model)
+def _judge_config(
+    config: Path | None, judge_model: str | None, log_level: str | None, *, calibration: bool = True
+) -> AppConfig:
+    cfg = with_overrides(load_config(config, calibration=calibration), judge_model=judge_model)
     setup_logging(log_level or cfg.log_level, configured_secrets(cfg))
     return cfg
 
@@ -183,37 +186,52 @@ def _batched(cfg: AppConfig, batch_size: int) -> AppConfig:
     return cfg.replace(model=cfg.model.model_copy(update={"max_batch": batch_size}))
 
 
+def _windows(cfg: AppConfig, window: int | None, stride: int | None) -> WindowSettings:
+    """The windows to judge with: the configured ``[windows]`` unless given (a stride above the size is
+    cut to it)."""
+    size = window or cfg.windows.size
+    return WindowSettings(size=size, stride=min(size, stride or cfg.windows.stride))
+
+
 def eval_judge(
     *,
     file: Path,
     config: Path | None,
     judge_model: str | None,
-    window: int,
+    window: int | None,
+    stride: int | None,
     batch_size: int,
     raw: bool,
     log_level: str | None,
 ) -> int:
-    """``monitor eval-judge``: ROC-AUC and AP of the judge on labelled descriptions."""
+    """``monitor eval-judge``: ROC-AUC and AP of the judge on labelled descriptions, judged in the windows
+    the live monitor makes (each description gets the score of the first window holding it)."""
     cfg = _batched(_judge_config(config, judge_model, log_level), batch_size)
     items = read_labelled(file)
+    windows = _windows(cfg, window, stride)
     models = build_client(cfg, describe=False)
     calibration = None if raw else load_calibration(cfg, models.judge)
+    if calibration is not None and (why := calibration.check_windows(windows.size, windows.stride)):
+        return fail(f"--window/--stride: {why} ({cfg.judge.calibration}); or use --raw")
+    live = live_windows(items, windows)
 
     async def main() -> np.ndarray:
         async with models:
-            with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
-                scored, _ = await score_items(
-                    models, cfg.judge, items, window=window, calibration=calibration, progress=bar.update
+            with tqdm(total=len(live.windows), desc="judging", unit="window", file=sys.stderr, disable=None) as bar:
+                scored, _ = await score_windows(
+                    models, cfg.judge, live.texts(items), calibration=calibration, progress=bar.update
                 )
         return scored
 
     scores = asyncio.run(main())
     steps = ["calibrated" if calibration is not None else "prompted"]
     if cfg.judge.smoothing < 1 and not raw:
-        scores = smooth_by_video(items, scores, cfg.judge.smoothing)
+        scores = smooth_windows(live, scores, cfg.judge.smoothing)
         steps.append(f"smoothed over time (alpha {cfg.judge.smoothing:g})")
-    print(f"judge: {models.judge.name}, window {window}, scores {' and '.join(steps)}")
-    for line in report(items, scores).lines():
+    print(
+        f"judge: {models.judge.name}, windows of {windows.size} (stride {windows.stride}), scores {' and '.join(steps)}"
+    )
+    for line in report(items, live.per_item(scores)).lines():
         print(line)
     return EXIT_OK
 
@@ -224,18 +242,19 @@ def calibrate_judge(
     config: Path | None,
     judge_model: str | None,
     layer: int,
-    window: int,
+    window: int | None,
+    stride: int | None,
     l2: float,
     folds: int,
     batch_size: int,
     output: Path,
     log_level: str | None,
 ) -> int:
-    """``monitor calibrate-judge``: fit a hidden-state probe of the judge, report its cross-validated effect
-    and write the calibration file."""
+    """``monitor calibrate-judge``: fit a hidden-state probe of the judge for the configured windows,
+    report its cross-validated effect and write the calibration file."""
     from monitor.offline.calibrate import cv_probe, fit_calibration, group_folds
 
-    cfg = _batched(_judge_config(config, judge_model, log_level), batch_size)
+    cfg = _batched(_judge_config(config, judge_model, log_level, calibration=False), batch_size)
     items = read_labelled(file)
     y = np.array([it.label for it in items], dtype=bool)
     if y.all() or not y.any():
@@ -243,28 +262,39 @@ def calibrate_judge(
     videos = sorted({it.video for it in items})
     if len(videos) < folds:
         return fail(f"{file}: {len(videos)} videos; cross-validation across videos needs at least {folds}")
+    windows = _windows(cfg, window, stride)
+    live = live_windows(items, windows)
     models = build_client(cfg, describe=False)
     if not models.judge.hidden_states:
         return fail(f"judge {models.judge.name} gives no hidden states: calibration needs an in-process judge")
 
     async def main() -> tuple[np.ndarray, dict[int, np.ndarray]]:
         async with models:
-            with tqdm(total=len(items), desc="judging", unit="text", file=sys.stderr, disable=None) as bar:
-                return await score_items(
-                    models, cfg.judge, items, window=window, pool_layers=(layer,), progress=bar.update
+            with tqdm(total=len(live.windows), desc="judging", unit="window", file=sys.stderr, disable=None) as bar:
+                return await score_windows(
+                    models, cfg.judge, live.texts(items), pool_layers=(layer,), progress=bar.update
                 )
 
-    prompted, pooled = asyncio.run(main())
-    x = pooled[layer].astype(np.float64)
+    by_window, pooled = asyncio.run(main())
+    # one row per description: the features and prompted score of the first window holding it
+    x = pooled[layer].astype(np.float64)[live.first]
+    prompted = by_window[live.first]
     fold_of = group_folds([it.video for it in items], folds)
     calibrated = 1 / (1 + np.exp(-cv_probe(x, y, fold_of, l2, prompted=prompted)))
+    per_window = np.empty(len(live.windows))
+    per_window[live.first] = calibrated
     smoothing = cfg.judge.smoothing
     rows = [("prompted judge", prompted), ("with calibration", calibrated)]
     if smoothing < 1:
-        rows.append((f"calibrated, smoothed ({smoothing:g})", smooth_by_video(items, calibrated, smoothing)))
+        smoothed = live.per_item(smooth_windows(live, per_window, smoothing))
+        rows.append((f"calibrated, smoothed ({smoothing:g})", smoothed))
+    print(f"windows of {windows.size} (stride {windows.stride}); each description scored by its first window")
     for label, scores in rows:
         r = report(items, scores)
         print(f"{label + ':':34s} roc_auc={r.roc_auc:.4f} ap={r.ap:.4f}")
+        if label.startswith("calibrated, smoothed"):
+            for line in r.lines()[:-1]:
+                print(f"  {line}")
     print(f"(calibrated figures: {folds}-fold cross-validation across videos)")
     cal = fit_calibration(
         x,
@@ -274,9 +304,10 @@ def calibrate_judge(
         model=models.judge.name,
         layer=layer,
         l2=l2,
-        note=f"fitted on {file.name}: {len(items)} texts, {len(videos)} videos, window {window}",
+        note=f"fitted on {file.name}: {len(items)} texts, {len(videos)} videos",
         fingerprint=models.judge.fingerprint,
         prompt=cfg.judge.prompt_hash,
+        windows=(windows.size, windows.stride),
     )
     cal.save(output)
     print(f'written to {output}; use it with\n[judge]\ncalibration = "{output.resolve()}"')

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from monitor.offline.ranking import average_precision, roc_auc
 from pipeline.inference import ChatPrompt, ModelClient, ScoreRequest, ScoreResult
 from pipeline.judge import Calibration, JudgeSettings, Smoother, expected_score, judge_prompt
+from pipeline.windows import SlidingWindows, WindowSettings
 
 
 class DataError(Exception):
@@ -73,15 +74,58 @@ def window_texts(items: Sequence[Labelled], window: int) -> list[tuple[str, ...]
     """For each item (in input order), its text preceded by up to ``window - 1`` earlier texts of its video."""
     if window < 1:
         raise ValueError("window must be at least 1")
-    by_video: dict[str, list[int]] = defaultdict(list)
-    for i, it in enumerate(items):
-        by_video[it.video].append(i)
     out: list[tuple[str, ...]] = [()] * len(items)
-    for idxs in by_video.values():
-        idxs.sort(key=lambda i: (items[i].start, items[i].end))
+    for idxs in _by_video(items).values():
         for pos, i in enumerate(idxs):
             out[i] = tuple(items[j].text for j in idxs[max(0, pos - window + 1) : pos + 1])
     return out
+
+
+def _by_video(items: Sequence[Labelled]) -> dict[str, list[int]]:
+    """Each video's item indices in time order."""
+    by_video: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        by_video[it.video].append(i)
+    for idxs in by_video.values():
+        idxs.sort(key=lambda i: (items[i].start, items[i].end))
+    return by_video
+
+
+@dataclass(frozen=True, slots=True)
+class LiveWindows:
+    """The windows the live monitor would judge over each video's descriptions (``[windows]`` size and
+    stride, the tail flushed as at the end of a file), and for each item the first window holding it:
+    the window whose score the monitor would first show for that moment."""
+
+    windows: list[tuple[int, ...]]
+    """Item indices of each window, oldest first; a video's windows are consecutive and in time order."""
+    videos: list[str]
+    first: npt.NDArray[np.int64]
+
+    def texts(self, items: Sequence[Labelled]) -> list[tuple[str, ...]]:
+        return [tuple(items[i].text for i in w) for w in self.windows]
+
+    def per_item(self, window_scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Window scores spread back to the items (each item gets its first window's)."""
+        return np.asarray(window_scores[self.first], dtype=np.float64)
+
+
+def live_windows(items: Sequence[Labelled], settings: WindowSettings) -> LiveWindows:
+    """The windows of :class:`~pipeline.windows.SlidingWindows` over each video, as the monitor makes them."""
+    windows: list[tuple[int, ...]] = []
+    videos: list[str] = []
+    first = np.full(len(items), -1, dtype=np.int64)
+    for video, idxs in _by_video(items).items():
+        sliding = SlidingWindows[int](settings)
+        emitted = [w for w in (sliding.add(i) for i in idxs) if w is not None]
+        tail = sliding.flush()
+        for w in [*emitted, *([tail] if tail is not None else [])]:
+            for i in w:
+                if first[i] < 0:
+                    first[i] = len(windows)
+            windows.append(w)
+            videos.append(video)
+    return LiveWindows(windows, videos, first)
 
 
 async def score_items(
@@ -94,11 +138,34 @@ async def score_items(
     calibration: Calibration | None = None,
     pool_layers: Sequence[int] = (),
     progress: Callable[[int], None] | None = None,
+) -> tuple[npt.NDArray[np.float64], dict[int, npt.NDArray[np.float32]]]:
+    """The judge's score for every item, its text preceded by up to ``window - 1`` earlier texts of its
+    video (see :func:`score_windows`)."""
+    return await score_windows(
+        models,
+        settings,
+        window_texts(items, window),
+        context=context,
+        calibration=calibration,
+        pool_layers=pool_layers,
+        progress=progress,
+    )
+
+
+async def score_windows(
+    models: ModelClient,
+    settings: JudgeSettings,
+    windows: Sequence[Sequence[str]],
+    *,
+    context: str | None = None,
+    calibration: Calibration | None = None,
+    pool_layers: Sequence[int] = (),
+    progress: Callable[[int], None] | None = None,
     max_inflight: int = 256,
 ) -> tuple[npt.NDArray[np.float64], dict[int, npt.NDArray[np.float32]]]:
-    """The judge's score for every item (calibrated when given) and the pooled hidden states of
-    ``pool_layers``, from one forward pass per item; requests go out together, so the client batches."""
-    prompts = [judge_prompt(settings, texts, context) for texts in window_texts(items, window)]
+    """The judge's score for every window of texts (calibrated when given) and the pooled hidden states
+    of ``pool_layers``, from one forward pass per window; requests go out together, so the client batches."""
+    prompts = [judge_prompt(settings, texts, context) for texts in windows]
     layers = tuple(dict.fromkeys([*pool_layers, *([calibration.layer] if calibration is not None else [])]))
     slots = asyncio.Semaphore(max_inflight)
 
@@ -122,13 +189,21 @@ def smooth_by_video(
 ) -> npt.NDArray[np.float64]:
     """Each video's scores through the live monitor's causal moving average, in time order."""
     out = scores.copy()
-    by_video: dict[str, list[int]] = defaultdict(list)
-    for i, it in enumerate(items):
-        by_video[it.video].append(i)
-    for idxs in by_video.values():
+    for idxs in _by_video(items).values():
         smoother = Smoother(alpha)
-        for i in sorted(idxs, key=lambda i: (items[i].start, items[i].end)):
+        for i in idxs:
             out[i] = smoother.update(float(scores[i]))
+    return out
+
+
+def smooth_windows(live: LiveWindows, scores: npt.NDArray[np.float64], alpha: float) -> npt.NDArray[np.float64]:
+    """Window scores through the live monitor's causal moving average, each video's windows in order."""
+    out = scores.copy()
+    smoother, video = Smoother(alpha), None
+    for k, v in enumerate(live.videos):
+        if v != video:
+            smoother, video = Smoother(alpha), v
+        out[k] = smoother.update(float(scores[k]))
     return out
 
 
