@@ -56,11 +56,19 @@ DEFAULT_EXPLAIN_PROMPT = (
     "In one short sentence, say what is anomalous here and why it matters."
 )
 DEFAULT_SUMMARY_SYSTEM = "You write short, factual summaries of what security cameras recorded."
+SUMMARY_EXAMPLE = (
+    "Log:\n08:00:05 gate: A delivery van parks at the gate.\n08:02:40 gate: A man carries a parcel to the door.\n"
+    "08:03:10 gate: EVENT suspicious (score 0.88): a man takes a parcel from the porch and runs.\n"
+    "08:10:00 gate: The street is empty.\n"
+    "Summary: One alert: at 08:03 a man took a parcel from the porch of the gate and ran off. Before it a "
+    "delivery van parked and a parcel was delivered; afterwards the street stayed empty.\n\n"
+)
+"""One worked example, so that a small base model answers with a summary rather than more log."""
 DEFAULT_SUMMARY_PROMPT = (
-    "Log of the cameras from {period}, oldest first (EVENT marks an alert):\n{log}\n\n"
-    "In two to four sentences, say what happened in this period: the alerts first, then ordinary activity."
+    "Summaries of security camera logs: the alerts (EVENT) first, then ordinary activity, in two to four "
+    "sentences.\n\n" + SUMMARY_EXAMPLE + "Log of {period}:\n{log}\nSummary:"
 )
 DEFAULT_SUMMARY_MERGE_PROMPT = (
-    "Summaries of consecutive parts of {period}, oldest first:\n{log}\n\n"
-    "In two to four sentences, summarise the whole period: the alerts first, then ordinary activity."
+    "Summaries of security camera logs: the alerts (EVENT) first, then ordinary activity, in two to four "
+    "sentences.\n\n" + SUMMARY_EXAMPLE + "Summaries of consecutive parts of {period}:\n{log}\nSummary:"
 )

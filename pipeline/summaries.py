@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +82,21 @@ def chunks(texts: Sequence[str], limit: int) -> list[list[str]]:
     return groups
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_LOG_PREFIX = re.compile(r"\b\d\d:\d\d:\d\d [^\s:]+: (EVENT )?")
+"""A log line's clock and camera, which a small model copies from its prompt."""
+
+
+def first_sentences(text: str, limit: int = 5) -> str:
+    """The model's first paragraph, at most ``limit`` sentences, each said once (small models repeat)."""
+    paragraph = _LOG_PREFIX.sub("", text.strip().split("\n\n", 1)[0])
+    out: list[str] = []
+    for sentence in _SENTENCE_END.split(sanitize(paragraph, 2000)):
+        if sentence and sentence not in out:
+            out.append(sentence)
+    return " ".join(out[:limit]) or "(the model wrote nothing)"
+
+
 def _fill(template: str, period: str, log: Sequence[str]) -> str:
     return template.replace("{period}", period).replace("{log}", "\n".join(log))
 
@@ -101,7 +117,7 @@ class Summarizer:
         self.requests += 1
         prompt = ChatPrompt(self.settings.system, _fill(template, period, log))
         result = await self.models.explain(ExplainRequest(prompt, self.settings.max_new_tokens))
-        return sanitize(result.text, 2000)
+        return first_sentences(result.text)
 
     async def summarize(self, period: str, lines: Sequence[LogLine]) -> str:
         """The model's summary of ``lines`` (already condensed); a fixed sentence when nothing happened."""

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS descriptions (
     id INTEGER PRIMARY KEY, camera TEXT NOT NULL, frame_index INTEGER NOT NULL, stream_time REAL NOT NULL,
     wall_time REAL NOT NULL, text TEXT NOT NULL, reused INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS descriptions_camera_wall ON descriptions (camera, wall_time);
+CREATE INDEX IF NOT EXISTS descriptions_wall ON descriptions (wall_time);
 CREATE TABLE IF NOT EXISTS scores (
     id INTEGER PRIMARY KEY, camera TEXT NOT NULL, seq INTEGER NOT NULL, start_time REAL NOT NULL,
     end_time REAL NOT NULL, wall_time REAL NOT NULL, score REAL NOT NULL, descriptions TEXT NOT NULL,
@@ -305,12 +306,14 @@ class EventStore:
         return _event(rows[0][:-1], snapshot=rows[0][-1])
 
     @_locked
-    def descriptions(self, camera: str, since: float, until: float) -> list[Description]:
-        rows = self._db.execute(
-            "SELECT camera, frame_index, stream_time, wall_time, text, reused FROM descriptions "
-            "WHERE camera = ? AND wall_time BETWEEN ? AND ? ORDER BY wall_time",
-            (camera, since, until),
-        ).fetchall()
+    def descriptions(self, camera: str | None, since: float, until: float) -> list[Description]:
+        """Descriptions of one camera (or all, for None) made in [since, until], oldest first."""
+        sql = "SELECT camera, frame_index, stream_time, wall_time, text, reused FROM descriptions WHERE "
+        args: list[Any] = [since, until]
+        if camera is not None:
+            sql += "camera = ? AND "
+            args.insert(0, camera)
+        rows = self._db.execute(sql + "wall_time BETWEEN ? AND ? ORDER BY wall_time", args).fetchall()
         return [Description(c, fi, st, wt, t, bool(r)) for c, fi, st, wt, t, r in rows]
 
     @_locked

@@ -98,7 +98,9 @@ async def test_a_failing_sink_does_not_stop_scoring(tmp_path: Path) -> None:
             raise OSError("disk full")
 
     clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=10)
-    cfg = config([{"name": "cam", "url": str(clip), "sampling": {"every_n_frames": 2}}])
+    cfg = config(
+        [{"name": "cam", "url": str(clip), "sampling": {"every_n_frames": 2}}], windows={"size": 3, "stride": 2}
+    )
     good, broken = CollectingSink(), Broken()
     fake = FakeModel()
     await Monitor(cfg, models=fake_engine(fake, cfg), sinks=[broken, good]).run()

@@ -95,8 +95,7 @@ def read_period(
     events = store.events(camera=camera, since=since, until=until)
     if snapshots:
         events = [(store.event(e.id) or e) if e.has_snapshot else e for e in events]
-    cams = [camera] if camera else sorted({*store.cameras(), *(e.camera for e in events)})
-    lines = [LogLine(d.wall_time, d.camera, d.text) for c in cams for d in store.descriptions(c, since, until)]
+    lines = [LogLine(d.wall_time, d.camera, d.text) for d in store.descriptions(camera, since, until)]
     log = thin(condense([*lines, *(_event_line(e) for e in events)]), max_descriptions)
     return events, log
 
@@ -216,7 +215,7 @@ def parse_request(payload: bytes, cameras: Sequence[str], *, now: float | None =
     text = payload.decode("utf-8", "replace").strip()
     if len(payload) > 4096:
         raise ValueError(f"request of {len(payload)} bytes (at most 4096)")
-    obj: object = json.loads(text) if text.startswith("{") else {"since": text or "24h"}
+    obj: object = json.loads(text) if text.startswith(("{", "[", '"')) else {"since": text or "24h"}
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
     unknown = set(obj) - {"since", "until", "camera", "id"}
