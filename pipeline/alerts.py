@@ -22,6 +22,7 @@ class AlertSettings(Settings):
     threshold: float = Field(0.7, gt=0, le=1, title="An event starts when a window scores at least this")
     hysteresis: float = Field(0.1, ge=0, lt=1, title="It ends when the score falls below threshold - hysteresis")
     min_duration_s: float = Field(0.0, ge=0, title="The score must stay high this long before an event starts")
+    consecutive: int = Field(1, ge=1, le=100, title="Windows in a row at or above the threshold before an event starts")
     cooldown_s: float = Field(30.0, ge=0, title="No new event on a camera this long after its last one ended")
     snapshot_quality: int = Field(85, ge=10, le=100, title="JPEG quality of event snapshots")
     severity: tuple[float, float] = Field(
@@ -65,13 +66,15 @@ class _Candidate:
     since_wall: float
     peak: WindowScore
     snapshot: bytes | None
+    windows: int = 1
 
 
 class AlertMachine:
     """Turns one camera's window scores into events.
 
-    * An event starts when scores have stayed at or above ``threshold`` for ``min_duration_s`` (at the
-      first such window when it is 0) and the camera is not cooling down.
+    * An event starts when scores have stayed at or above ``threshold`` for ``min_duration_s`` and for
+      ``consecutive`` windows (at the first such window when these are 0 and 1) and the camera is not
+      cooling down. Its events carry ``rule``; a ``severity`` given fixes their level.
     * While it lasts, a higher score raises its peak (new snapshot and descriptions): an ``update``.
     * It ends at the first window below ``threshold - hysteresis``; no new event starts for
       ``cooldown_s`` after that.
@@ -80,9 +83,17 @@ class AlertMachine:
     RECENT = 32
 
     def __init__(
-        self, camera: str, settings: AlertSettings, *, id_factory: Callable[[float], str] = new_event_id
+        self,
+        camera: str,
+        settings: AlertSettings,
+        *,
+        id_factory: Callable[[float], str] = new_event_id,
+        rule: str = "anomaly",
+        severity: int | None = None,
     ) -> None:
         self.camera = camera
+        self.rule = rule
+        self.fixed_severity = severity
         self.configured = settings
         self.settings = settings
         self._new_id = id_factory
@@ -125,7 +136,7 @@ class AlertMachine:
                     peak_frame_index=ws.frame_indices[-1],
                     descriptions=ws.descriptions,
                     snapshot=snapshot if snapshot is not None else ev.snapshot,
-                    severity=s.severity_of(ws.score),
+                    severity=self._severity(ws.score),
                 )
                 self.active = raised
                 return [EventChange("update", ev, raised)]
@@ -140,9 +151,11 @@ class AlertMachine:
         cand = self._candidate
         if cand is None:
             cand = self._candidate = _Candidate(ws.start_time, ws.wall_time, ws, snapshot)
-        elif ws.score > cand.peak.score:
-            cand.peak, cand.snapshot = ws, snapshot if snapshot is not None else cand.snapshot
-        if ws.end_time - cand.since < s.min_duration_s:
+        else:
+            cand.windows += 1
+            if ws.score > cand.peak.score:
+                cand.peak, cand.snapshot = ws, snapshot if snapshot is not None else cand.snapshot
+        if ws.end_time - cand.since < s.min_duration_s or cand.windows < s.consecutive:
             return []
         self._candidate = None
         peak = cand.peak
@@ -158,10 +171,14 @@ class AlertMachine:
             peak_frame_index=peak.frame_indices[-1],
             descriptions=peak.descriptions,
             snapshot=cand.snapshot,
-            severity=s.severity_of(peak.score),
+            severity=self._severity(peak.score),
+            rule=self.rule,
         )
         self.active = ev
         return [EventChange("new", None, ev)]
+
+    def _severity(self, peak_score: float) -> int:
+        return self.settings.severity_of(peak_score) if self.fixed_severity is None else self.fixed_severity
 
     def set_explanation(self, event_id: str, text: str) -> EventChange | None:
         """Attach an explanation to an active or recently ended event."""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.alerts import AlertMachine, AlertSettings, instance_tag, new_event_id
 from pipeline.clips import ClipRecorder
@@ -22,6 +22,7 @@ from pipeline.motion import MotionGate
 from pipeline.prompts import DEFAULT_DESCRIBE_PROMPT
 from pipeline.queues import QueueClosed, ThreadToAsyncQueue
 from pipeline.records import Description, Event, Frame, Record, WindowScore
+from pipeline.rules import DEFAULT_RULE, RULE_ANSWERS, RuleSettings, check_rules, rule_prompt
 from pipeline.sampling import SamplingSettings
 from pipeline.settings import Settings
 from pipeline.snapshots import encode_jpeg
@@ -50,6 +51,12 @@ class CameraSettings(SourceSettings):
     judge: JudgeSettings = JudgeSettings()
     windows: WindowSettings = WindowSettings()
     alerting: AlertSettings = AlertSettings()
+    rules: tuple[RuleSettings, ...] = Field((), title="Questions asked of every window besides the anomaly one")
+
+    @field_validator("rules")
+    @classmethod
+    def _distinct_rules(cls, value: tuple[RuleSettings, ...]) -> tuple[RuleSettings, ...]:
+        return check_rules(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -79,7 +86,8 @@ class _Pending:
 @dataclass(slots=True)
 class _Judging:
     window: tuple[WindowItem, ...]
-    verdict: asyncio.Task[Verdict | BaseException]
+    verdicts: asyncio.Task[list[Verdict] | BaseException]
+    """One per rule, the anomaly rule first."""
 
 
 T = TypeVar("T")
@@ -172,10 +180,22 @@ class CameraPipeline:
         self.gate = MotionGate(settings.sampling)
         self.windows = SlidingWindows[WindowItem](settings.windows)
         tag = instance_tag(instance)
-        self.alerts = AlertMachine(settings.name, settings.alerting, id_factory=lambda wall: new_event_id(wall, tag))
+
+        def new_id(wall: float) -> str:
+            return new_event_id(wall, tag)
+
+        self.alerts = AlertMachine(settings.name, settings.alerting, id_factory=new_id)
+        """The anomaly rule's events (an operator's threshold applies to it)."""
+        self.machines = {DEFAULT_RULE: self.alerts} | {
+            r.name: AlertMachine(
+                settings.name, r.alerting(settings.alerting), id_factory=new_id, rule=r.name, severity=r.severity
+            )
+            for r in settings.rules
+        }
+        """Each rule's alert machine, the anomaly rule first."""
         self.counters = CameraCounters()
         self._seq = 0
-        self._smoother = Smoother(settings.judge.smoothing)
+        self._smoothers = {name: Smoother(settings.judge.smoothing) for name in self.machines}
         self._semantic = bool(settings.sampling.semantic_gate)
         self._reference: npt.NDArray[np.float32] | None = None
         self._described_at = float("-inf")
@@ -201,11 +221,11 @@ class CameraPipeline:
                 tg.create_task(self._feed(described, tg), name=f"{self.camera}-feed")
                 tg.create_task(self._collect(described, judged, tg), name=f"{self.camera}-collect")
                 tg.create_task(self._alert(judged, tg), name=f"{self.camera}-alert")
-            ended = self._end_event(self.counters.last_time)  # the end of a file: its clip is cut too
-            if ended is not None and self.clips is not None:
-                await self._clip(ended)
+            for ended in self._end_events(self.counters.last_time):  # the end of a file: clips are cut too
+                if self.clips is not None:
+                    await self._clip(ended)
         finally:
-            self._end_event(self.counters.last_time)  # cancelled (a stop): the event ends, without a clip
+            self._end_events(self.counters.last_time)  # cancelled (a stop): events end, without a clip
 
     async def _feed(self, described: asyncio.Queue[_Pending | None], tg: asyncio.TaskGroup) -> None:
         ref: asyncio.Task[str | BaseException] | None = None
@@ -216,9 +236,9 @@ class CameraPipeline:
                 break
             if not self.controls.enabled:
                 self.counters.paused += 1
-                ended = self._end_event(frame.stream_time)
-                if ended is not None and self.clips is not None:
-                    tg.create_task(self._clip(ended), name=f"{self.camera}-clip-{ended.id}")
+                for ended in self._end_events(frame.stream_time):
+                    if self.clips is not None:
+                        tg.create_task(self._clip(ended), name=f"{self.camera}-clip-{ended.id}")
                 continue
             forced = self.controls.take_describe_now()
             fresh = self.gate.needs_model(frame.thumb, frame.stream_time, force=forced)
@@ -294,66 +314,81 @@ class CameraPipeline:
         await judged.put(None)
 
     def _request_score(self, window: tuple[WindowItem, ...], tg: asyncio.TaskGroup) -> _Judging:
+        """Every rule's question about the window, asked at once (so the engine batches them and the rules
+        share the window's prefix)."""
         texts = tuple(d.text for d, _ in window)
         s = self.settings
-        task = tg.create_task(_outcome(self.judge.score(s.judge, texts, s.context)))
-        return _Judging(window, task)
+
+        async def all_rules() -> list[Verdict]:
+            return list(
+                await asyncio.gather(
+                    self.judge.score(s.judge, texts, s.context),
+                    *(self.judge.score_prompt(rule_prompt(r, texts, s.context), RULE_ANSWERS) for r in s.rules),
+                )
+            )
+
+        return _Judging(window, tg.create_task(_outcome(all_rules())))
 
     async def _alert(self, judged: asyncio.Queue[_Judging | None], tg: asyncio.TaskGroup) -> None:
         while (item := await judged.get()) is not None:
-            verdict = await item.verdict
+            verdicts = await item.verdicts
             window = item.window
             if not self.controls.enabled:  # switched off while it was being judged
                 continue
-            if isinstance(verdict, BaseException):
+            if isinstance(verdicts, BaseException):
                 self.counters.errors += 1
-                self._judge_failures.failed("judging a window", verdict)
+                self._judge_failures.failed("judging a window", verdicts)
                 continue
             self._judge_failures.recovered()
             self._seq += 1
-            raw, score = verdict.score, self._smoother.update(verdict.score)
-            ws = WindowScore(
-                camera=self.camera,
-                seq=self._seq,
-                start_time=window[0][0].stream_time,
-                end_time=window[-1][0].stream_time,
-                wall_time=time.time(),
-                score=score,
-                descriptions=tuple(d.text for d, _ in window),
-                frame_indices=tuple(d.frame_index for d, _ in window),
-                raw_score=raw if self.settings.judge.smoothing < 1 else None,
-                exact=verdict.exact,
-            )
             self.counters.windows += 1
-            self.counters.last_score = score
-            self.emit(ws)
             self.alerts.set_threshold(self.controls.threshold)
             snapshot = None
-            if self.alerts.wants_snapshot(score):
-                image = window[-1][1].image
-                snapshot = await asyncio.to_thread(encode_jpeg, image, self.settings.alerting.snapshot_quality)
-            for change in self.alerts.update(ws, snapshot):
-                self.emit(change)
-                if change.type == "new":
-                    self.counters.events += 1
-                    tg.create_task(self._explain(change.after), name=f"{self.camera}-explain-{change.after.id}")
-                elif change.type == "end" and self.clips is not None:
-                    tg.create_task(self._clip(change.after), name=f"{self.camera}-clip-{change.after.id}")
+            for (rule, machine), verdict in zip(self.machines.items(), verdicts, strict=True):
+                raw, score = verdict.score, self._smoothers[rule].update(verdict.score)
+                ws = WindowScore(
+                    camera=self.camera,
+                    seq=self._seq,
+                    start_time=window[0][0].stream_time,
+                    end_time=window[-1][0].stream_time,
+                    wall_time=time.time(),
+                    score=score,
+                    descriptions=tuple(d.text for d, _ in window),
+                    frame_indices=tuple(d.frame_index for d, _ in window),
+                    raw_score=raw if self.settings.judge.smoothing < 1 else None,
+                    exact=verdict.exact,
+                    rule=rule,
+                )
+                if rule == DEFAULT_RULE:
+                    self.counters.last_score = score
+                self.emit(ws)
+                if snapshot is None and machine.wants_snapshot(score):
+                    image = window[-1][1].image
+                    snapshot = await asyncio.to_thread(encode_jpeg, image, self.settings.alerting.snapshot_quality)
+                for change in machine.update(ws, snapshot):
+                    self.emit(change)
+                    if change.type == "new":
+                        self.counters.events += 1
+                        tg.create_task(self._explain(change.after), name=f"{self.camera}-explain-{change.after.id}")
+                    elif change.type == "end" and self.clips is not None:
+                        tg.create_task(self._clip(change.after), name=f"{self.camera}-clip-{change.after.id}")
 
     async def _clip(self, event: Event) -> None:
         assert self.clips is not None and event.end_time is not None
         name = await self.clips.record(event.id, event.start_time, event.end_time)
-        change = None if name is None else self.alerts.set_clip(event.id, name)
+        change = None if name is None else self.machines[event.rule].set_clip(event.id, name)
         if change is not None:
             self.emit(change)
 
-    def _end_event(self, stream_time: float) -> Event | None:
-        """End the open event, if any (an operator switched the camera off, or the stage ends); it ended."""
-        change = self.alerts.close(max(stream_time, self.counters.last_time))
-        if change is None:
-            return None
-        self.emit(change)
-        return change.after
+    def _end_events(self, stream_time: float) -> list[Event]:
+        """End the open events, if any (an operator switched the camera off, or the stage ends); they ended."""
+        ended = []
+        for machine in self.machines.values():
+            change = machine.close(max(stream_time, self.counters.last_time))
+            if change is not None:
+                self.emit(change)
+                ended.append(change.after)
+        return ended
 
     async def _explain(self, event: Event) -> None:
         try:
@@ -363,6 +398,6 @@ class CameraPipeline:
         except Exception as exc:  # the event went out without it; say in it that none will come
             log.warning("camera %r: no explanation for event %s: %s", self.camera, event.id, exc)
             text = f"{NO_EXPLANATION} ({type(exc).__name__})"
-        change = self.alerts.set_explanation(event.id, text)
+        change = self.machines[event.rule].set_explanation(event.id, text)
         if change is not None:
             self.emit(change)

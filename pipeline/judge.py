@@ -171,7 +171,7 @@ class Judge:
         self.calibration = calibration
         self.cache_size = cache_size
         self.hits = 0
-        self._cache: OrderedDict[ChatPrompt, asyncio.Future[Verdict]] = OrderedDict()
+        self._cache: OrderedDict[tuple[ChatPrompt, tuple[str, ...]], asyncio.Future[Verdict]] = OrderedDict()
 
     def _calibration_for(self, settings: JudgeSettings) -> Calibration | None:
         cal = self.calibration
@@ -180,23 +180,31 @@ class Judge:
     async def score(self, settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> Verdict:
         """Anomaly score in [0, 1] of one window (one forward pass, or a cache hit)."""
         prompt = judge_prompt(settings, descriptions, context)
-        known = self._cache.get(prompt)
+        return await self.score_prompt(prompt, settings.answers, self._calibration_for(settings))
+
+    async def score_prompt(
+        self, prompt: ChatPrompt, answers: tuple[str, ...], calibration: Calibration | None = None
+    ) -> Verdict:
+        """The probability-weighted rank of ``answers`` after ``prompt`` (a rule's question, the anomaly
+        prompt), calibrated when given; identical prompts are scored once."""
+        key = (prompt, answers)
+        known = self._cache.get(key)
         if known is not None:
-            self._cache.move_to_end(prompt)
+            self._cache.move_to_end(key)
             self.hits += 1
             return await asyncio.shield(known)
         fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         if self.cache_size:
-            self._cache[prompt] = fut
+            self._cache[key] = fut
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        cal = self._calibration_for(settings)
+        cal = calibration
         try:
             layers = (cal.layer,) if cal is not None else ()
-            result = await self.models.score(ScoreRequest(prompt, settings.answers, layers))
+            result = await self.models.score(ScoreRequest(prompt, answers, layers))
         except BaseException as exc:
-            if self._cache.get(prompt) is fut:
-                del self._cache[prompt]
+            if self._cache.get(key) is fut:
+                del self._cache[key]
             if isinstance(exc, asyncio.CancelledError):
                 fut.cancel()
             else:

@@ -72,3 +72,6 @@ DEFAULT_SUMMARY_MERGE_PROMPT = (
     "Summaries of security camera logs: the alerts (EVENT) first, then ordinary activity, in two to four "
     "sentences.\n\n" + SUMMARY_EXAMPLE + "Summaries of consecutive parts of {period}:\n{log}\nSummary:"
 )
+RULE_SYSTEM = "You answer questions about what a security camera saw, with yes or no."
+RULE_PROMPT = "{context}Report: {descriptions}\nQuestion: {question} Answer yes or no.\nAnswer:"
+"""A rule's question about a window; the report comes first so rules about one window share it."""

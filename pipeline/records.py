@@ -58,6 +58,8 @@ class WindowScore:
     """The judge's own score before smoothing over time (None when not smoothed)."""
     exact: bool = True
     """False when the judge model gave no probabilities and its score is a one-token answer (0 or 1)."""
+    rule: str = "anomaly"
+    """The rule whose question this is the answer to ("anomaly": the general one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,8 @@ class Event:
     """0 worth noting, 1 suspicious, 2 dangerous (from the peak score and ``[alerting] severity``)."""
     clip: str | None = None
     """File name of the event's video clip (in the clip folder beside the event store), once written."""
+    rule: str = "anomaly"
+    """The rule that raised it ("anomaly": the general anomaly question)."""
 
     @property
     def active(self) -> bool:

@@ -44,8 +44,10 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start_wall);
 """
 
-ADDED_COLUMNS = {"severity": "INTEGER NOT NULL DEFAULT 0", "clip": "TEXT"}
+ADDED_COLUMNS = {"severity": "INTEGER NOT NULL DEFAULT 0", "clip": "TEXT", "rule": "TEXT NOT NULL DEFAULT 'anomaly'"}
 """Columns of ``events`` that histories written by earlier versions lack (added when opened for writing)."""
+ADDED_SCORE_COLUMNS = {"rule": "TEXT NOT NULL DEFAULT 'anomaly'"}
+"""The same for ``scores``."""
 
 
 def clip_dir(store: Path) -> Path:
@@ -72,6 +74,7 @@ class StoredEvent:
     severity: int = 0
     clip: str | None = None
     """File name of the event's video clip, in :meth:`EventStore.clip_dir`."""
+    rule: str = "anomaly"
     snapshot: bytes | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,6 +94,7 @@ class StoredEvent:
             "has_snapshot": self.has_snapshot,
             "severity": self.severity,
             "clip": self.clip,
+            "rule": self.rule,
         }
 
 
@@ -100,6 +104,7 @@ class StoredScore:
     wall_time: float
     score: float
     descriptions: tuple[str, ...]
+    rule: str = "anomaly"
 
 
 class EventStore:
@@ -119,18 +124,20 @@ class EventStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
-            for name, decl in ADDED_COLUMNS.items():
-                if name not in self._event_columns():
-                    self._db.execute(f"ALTER TABLE events ADD COLUMN {name} {decl}")
-        have = self._event_columns()
+            for table, added in (("events", ADDED_COLUMNS), ("scores", ADDED_SCORE_COLUMNS)):
+                for name, decl in added.items():
+                    if name not in self._columns(table):
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        have = self._columns("events")
         extra = ", ".join(name if name in have else "NULL" for name in ADDED_COLUMNS)
+        self._score_rule = "rule" in self._columns("scores")
         self._cols = (
             "id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, peak_frame_index, "
             f"explanation, descriptions, snapshot IS NOT NULL, {extra}"
         )
 
-    def _event_columns(self) -> set[str]:
-        return {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
+    def _columns(self, table: str) -> set[str]:
+        return {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
 
     @_locked
     def close(self) -> None:
@@ -148,8 +155,8 @@ class EventStore:
     @_locked
     def add_score(self, s: WindowScore) -> None:
         self._db.execute(
-            "INSERT INTO scores (camera, seq, start_time, end_time, wall_time, score, descriptions, frame_indices) "
-            "VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO scores (camera, seq, start_time, end_time, wall_time, score, descriptions, frame_indices, "
+            "rule) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 s.camera,
                 s.seq,
@@ -159,6 +166,7 @@ class EventStore:
                 s.score,
                 json.dumps(list(s.descriptions)),
                 json.dumps(list(s.frame_indices)),
+                s.rule,
             ),
         )
 
@@ -166,8 +174,8 @@ class EventStore:
     def upsert_event(self, e: Event) -> None:
         self._db.execute(
             "INSERT INTO events (id, camera, start_wall, end_wall, start_time, end_time, peak_score, score, "
-            "peak_frame_index, explanation, descriptions, snapshot, updated_wall, severity, clip) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "peak_frame_index, explanation, descriptions, snapshot, updated_wall, severity, clip, rule) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT(id) DO UPDATE SET end_wall=excluded.end_wall, end_time=excluded.end_time, "
             "peak_score=excluded.peak_score, score=excluded.score, peak_frame_index=excluded.peak_frame_index, "
             "explanation=excluded.explanation, descriptions=excluded.descriptions, severity=excluded.severity, "
@@ -189,6 +197,7 @@ class EventStore:
                 time.time(),
                 e.severity,
                 e.clip,
+                e.rule,
             ),
         )
 
@@ -201,7 +210,8 @@ class EventStore:
         """Events that never ended (the monitor was killed), as they were last stored, snapshot left out."""
         rows = self._db.execute(
             "SELECT id, camera, start_time, start_wall, end_time, end_wall, peak_score, score, peak_frame_index, "
-            "descriptions, explanation, updated_wall, severity FROM events WHERE end_wall IS NULL ORDER BY start_wall"
+            "descriptions, explanation, updated_wall, severity, rule FROM events WHERE end_wall IS NULL "
+            "ORDER BY start_wall"
         ).fetchall()
         return [
             Event(
@@ -217,6 +227,7 @@ class EventStore:
                 descriptions=tuple(json.loads(r[9])),
                 explanation=r[10],
                 severity=r[12],
+                rule=r[13],
             )
             for r in rows
         ]
@@ -318,13 +329,15 @@ class EventStore:
 
     @_locked
     def scores(self, *, since: float, camera: str | None = None) -> list[StoredScore]:
-        sql = "SELECT camera, wall_time, score, descriptions FROM scores WHERE wall_time >= ?"
+        """Window scores of every rule since ``since``, oldest first."""
+        rule = "rule" if self._score_rule else "'anomaly'"
+        sql = f"SELECT camera, wall_time, score, descriptions, {rule} FROM scores WHERE wall_time >= ?"
         args: list[Any] = [since]
         if camera:
             sql += " AND camera = ?"
             args.append(camera)
         rows = self._db.execute(sql + " ORDER BY wall_time", args).fetchall()
-        return [StoredScore(c, w, s, tuple(json.loads(d))) for c, w, s, d in rows]
+        return [StoredScore(c, w, s, tuple(json.loads(d)), r) for c, w, s, d, r in rows]
 
     @_locked
     def cameras(self) -> Sequence[str]:
@@ -347,5 +360,6 @@ def _event(r: Sequence[Any], snapshot: bytes | None = None) -> StoredEvent:
         has_snapshot=bool(r[11]),
         severity=r[12] or 0,
         clip=r[13],
+        rule=r[14] or "anomaly",
         snapshot=snapshot,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from pipeline.records import CameraStatus, ControlState, Description, EventChange, Record, WindowScore
+from pipeline.rules import DEFAULT_RULE
 
 log = logging.getLogger("monitor.results")
 
@@ -45,7 +46,8 @@ class LogSink:
             ev = record.after
             if record.type == "new":
                 log.warning(
-                    "ANOMALY on %s: event %s started at %.1f s, score %.3f, severity %d",
+                    "%s on %s: event %s started at %.1f s, score %.3f, severity %d",
+                    "ANOMALY" if ev.rule == DEFAULT_RULE else f"RULE {ev.rule!r}",
                     ev.camera,
                     ev.id,
                     ev.start_time,

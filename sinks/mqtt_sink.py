@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -17,6 +17,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pipeline.backoff import backoff_delay
 from pipeline.controls import Command, parse_command
 from pipeline.records import CameraStatus, ControlState, Description, EventChange, Record, WindowScore
+from pipeline.rules import DEFAULT_RULE
 from sinks.mqtt_settings import MqttSettings
 from sinks.mqtt_topics import OFF, OFFLINE, ONLINE, Topics
 from sinks.outbox import Outbox, OutMessage
@@ -59,10 +60,18 @@ class MqttSink:
     name = "mqtt"
 
     def __init__(
-        self, cfg: MqttSettings, cameras: Sequence[str], *, instance: str = "", flush_timeout_s: float = 1.5
+        self,
+        cfg: MqttSettings,
+        cameras: Sequence[str],
+        *,
+        instance: str = "",
+        flush_timeout_s: float = 1.5,
+        rules: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``rules``: each camera's rules besides the anomaly one (their topics and entities)."""
         self.cfg = cfg
         self.cameras = tuple(cameras)
+        self.rules = {c: tuple((rules or {}).get(c, ())) for c in self.cameras}
         self.instance = instance
         self.client_id = cfg.client_id or f"llmvad-{instance or 'monitor'}"
         self.topics = Topics(cfg.topic_prefix, cfg.discovery_prefix, instance)
@@ -104,7 +113,13 @@ class MqttSink:
         if left:
             log.info("MQTT outbox %s holds %d undelivered messages from an earlier run", self.cfg.outbox, left)
         # Known state at start: no camera has an open event.
-        await self._enqueue([OutMessage(self.topics.anomaly(c), OFF, 1, True) for c in self.cameras])
+        await self._enqueue(
+            [
+                OutMessage(self.topics.anomaly(c, rule), OFF, 1, True)
+                for c in self.cameras
+                for rule in (DEFAULT_RULE, *self.rules[c])
+            ]
+        )
         self._task = asyncio.create_task(self._connection(), name="mqtt-connection")
 
     def persist(self, record: EventChange) -> None:
@@ -269,7 +284,7 @@ class MqttSink:
 
     async def _send_discovery(self, client: aiomqtt.Client) -> None:
         for cam in self.cameras:
-            for msg in self.topics.discovery(cam, VERSION, commands=self.on_command is not None):
+            for msg in self.topics.discovery(cam, VERSION, commands=self.on_command is not None, rules=self.rules[cam]):
                 await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
 
     async def _listen(self, client: aiomqtt.Client) -> None:

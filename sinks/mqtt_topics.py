@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.controls import COMMANDS
 from pipeline.records import CameraStatus, ControlState, Description, EventChange, WindowScore
+from pipeline.rules import DEFAULT_RULE
 from sinks.outbox import OutMessage
 from sinks.serialize import event_dict, record_dict
 
@@ -37,11 +39,15 @@ class Topics:
     def events(self) -> str:
         return f"{self.prefix}/events"
 
-    def score(self, camera: str) -> str:
-        return f"{self.prefix}/{camera}/score"
+    def score(self, camera: str, rule: str = DEFAULT_RULE) -> str:
+        """The anomaly rule's window scores, or another rule's on ``.../rules/<rule>/score``."""
+        return f"{self.prefix}/{camera}/score" if rule == DEFAULT_RULE else f"{self.prefix}/{camera}/rules/{rule}/score"
 
-    def anomaly(self, camera: str) -> str:
-        return f"{self.prefix}/{camera}/anomaly"
+    def anomaly(self, camera: str, rule: str = DEFAULT_RULE) -> str:
+        """ON while an event of the rule is open (retained); another rule's on ``.../rules/<rule>/state``."""
+        if rule == DEFAULT_RULE:
+            return f"{self.prefix}/{camera}/anomaly"
+        return f"{self.prefix}/{camera}/rules/{rule}/state"
 
     def snapshot(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/snapshot"
@@ -95,10 +101,13 @@ class Topics:
     def ha_status(self) -> str:
         return f"{self.discovery_prefix}/status"
 
-    def discovery(self, camera: str, version: str, *, commands: bool = True) -> list[OutMessage]:
+    def discovery(
+        self, camera: str, version: str, *, commands: bool = True, rules: Sequence[str] = ()
+    ) -> list[OutMessage]:
         """Home Assistant discovery: one device per camera with an anomaly binary sensor, score, description
-        and severity sensors, an event entity, the snapshot as a camera and, when the monitor obeys
-        commands, a switch (enabled), a number (threshold) and a button (describe now)."""
+        and severity sensors, an event entity, the snapshot as a camera, a binary sensor and a score sensor
+        per rule and, when the monitor obeys commands, a switch (enabled), a number (threshold) and a
+        button (describe now)."""
         node = f"{self.prefix}_{camera}"
         device = {
             "identifiers": [node],
@@ -160,6 +169,23 @@ class Topics:
             },
             ("camera", "snapshot"): {"name": "Event snapshot", "topic": self.snapshot(camera)},
         }
+        for rule in rules:
+            title = rule.replace("_", " ").replace("-", " ").capitalize()
+            entities[("binary_sensor", f"rule_{rule}")] = {
+                "name": title,
+                "state_topic": self.anomaly(camera, rule),
+                "payload_on": ON.decode(),
+                "payload_off": OFF.decode(),
+                "device_class": "problem",
+            }
+            entities[("sensor", f"rule_{rule}_score")] = {
+                "name": f"{title} score",
+                "state_topic": self.score(camera, rule),
+                "value_template": "{{ value_json.score }}",
+                "state_class": "measurement",
+                "suggested_display_precision": 2,
+                "icon": "mdi:comment-question-outline",
+            }
         if commands:
             entities[("switch", "enabled")] = {
                 "name": "Enabled",
@@ -212,12 +238,13 @@ class Topics:
             fired = {
                 "event_type": change.type,
                 "id": ev.id,
+                "rule": ev.rule,
                 "severity": ev.severity,
                 "score": round(ev.peak_score, 6),
                 "explanation": ev.explanation,
             }
             out.append(OutMessage(self.event(cam), _json(fired), 1, False))
-            out.append(OutMessage(self.anomaly(cam), ON if change.type == "new" else OFF, 1, True))
+            out.append(OutMessage(self.anomaly(cam, ev.rule), ON if change.type == "new" else OFF, 1, True))
         return out
 
     def control_messages(self, st: ControlState) -> list[OutMessage]:
@@ -234,7 +261,7 @@ class Topics:
     def score_message(self, ws: WindowScore) -> OutMessage:
         body = record_dict(ws)
         del body["kind"]
-        return OutMessage(self.score(ws.camera), _json(body), 0, False)
+        return OutMessage(self.score(ws.camera, ws.rule), _json(body), 0, False)
 
     def status_message(self, st: CameraStatus) -> OutMessage:
         body = record_dict(st)

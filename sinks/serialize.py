@@ -27,6 +27,7 @@ def event_dict(event: Event, snapshot: str | None = None) -> dict[str, Any]:
         "descriptions": list(event.descriptions),
         "has_snapshot": event.snapshot is not None,
         "clip": event.clip,
+        "rule": event.rule,
     }
     if snapshot is not None:
         out["snapshot"] = snapshot
@@ -56,6 +57,7 @@ def record_dict(record: Record, snapshot: str | None = None) -> dict[str, Any]:
             "score": round(record.score, 6),
             "raw_score": None if record.raw_score is None else round(record.raw_score, 6),
             "exact": record.exact,
+            "rule": record.rule,
             "descriptions": list(record.descriptions),
             "frame_indices": list(record.frame_indices),
         }

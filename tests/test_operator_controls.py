@@ -20,7 +20,9 @@ from monitor.live.monitor import Monitor
 from pipeline.controls import Command, parse_command
 from pipeline.engines.batching import Prepared
 from pipeline.inference import ScoreResult
+from sinks.base import Sink
 from sinks.mqtt_sink import MqttSink
+from sinks.store_sink import StoreSink
 from tests.helpers.broker import Broker
 from tests.helpers.fakes import FakeModel, fake_engine
 from tests.helpers.media import make_clip
@@ -92,10 +94,17 @@ class HalfSure(FakeModel):
 
 
 def live_config(
-    tmp_path: Path, port: int, pfx: str, clip: Path, sampling: dict[str, object] | None = None, **mqtt: object
+    tmp_path: Path,
+    port: int,
+    pfx: str,
+    clip: Path,
+    sampling: dict[str, object] | None = None,
+    rules: list[dict[str, object]] | None = None,
+    **mqtt: object,
 ) -> AppConfig:
     return validate(
         {
+            "rules": rules or [],
             "cameras": [
                 {
                     "name": "yard",
@@ -132,9 +141,11 @@ async def publish(port: int, topic: str, payload: bytes, **login: str) -> None:
 class Running:
     """A monitor run in the background of a test."""
 
-    def __init__(self, cfg: AppConfig, fake: FakeModel) -> None:
-        self.sink = MqttSink(cfg.mqtt, [c.name for c in cfg.cameras])
-        self.monitor = Monitor(cfg, models=fake_engine(fake, cfg), sinks=[self.sink])
+    def __init__(self, cfg: AppConfig, fake: FakeModel, *, store: bool = False) -> None:
+        rules = {c.name: [r.name for r in c.rules] for c in cfg.cameras}
+        self.sink = MqttSink(cfg.mqtt, [c.name for c in cfg.cameras], rules=rules)
+        sinks: list[Sink] = [self.sink, *([StoreSink(cfg.store)] if store else [])]
+        self.monitor = Monitor(cfg, models=fake_engine(fake, cfg), sinks=sinks)
         self.stop = asyncio.Event()
         self.task: asyncio.Task[object] | None = None
 

@@ -19,6 +19,7 @@ from monitor.config.prometheus import PrometheusConfig
 from monitor.config.store import StoreConfig
 from pipeline.alerts import AlertSettings
 from pipeline.clips import ClipSettings
+from pipeline.rules import RuleSettings, check_rules
 from pipeline.sampling import SamplingSettings
 from pipeline.settings import Settings
 from pipeline.summaries import SummarySettings
@@ -51,7 +52,13 @@ class AppConfig(Settings):
     store: StoreConfig = StoreConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     summaries: SummarySettings = SummarySettings()
+    rules: tuple[RuleSettings, ...] = Field((), title="[[rules]]: questions asked on every camera (docs/rules.md)")
     cameras: tuple[CameraConfig, ...] = ()
+
+    @field_validator("rules")
+    @classmethod
+    def _distinct_rules(cls, value: tuple[RuleSettings, ...]) -> tuple[RuleSettings, ...]:
+        return check_rules(value)
 
     @model_validator(mode="before")
     @classmethod

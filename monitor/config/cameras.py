@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from pipeline.alerts import AlertSettings
 from pipeline.camera import CameraSettings, DescribeSettings
 from pipeline.judge import JudgeSettings
+from pipeline.rules import merge_rules
 from pipeline.sampling import SamplingSettings
 from pipeline.windows import WindowSettings
 
@@ -68,12 +69,22 @@ def merge_camera(camera: Any, root: Mapping[str, Any]) -> Any:
         if section == "sampling" and "every_n_frames" in own and "fps" not in own:
             inherited["fps"] = None
         out[section] = {**inherited, **own}
+    global_rules, own_rules = root.get("rules", []), camera.get("rules", [])
+    if isinstance(global_rules, list | tuple) and isinstance(own_rules, list | tuple):
+        out["rules"] = merge_rules(global_rules, own_rules)
     return out
 
 
-def inherited_error(raw_cameras: Any, loc: tuple[int | str, ...]) -> bool:
+def inherited_error(raw_cameras: Any, loc: tuple[int | str, ...], global_rules: Any = ()) -> bool:
     """Whether a validation error at ``cameras.N.SECTION[.KEY]`` concerns only values the camera inherited
     (the same error is then reported once, at the global section)."""
+    if len(loc) >= 3 and loc[0] == "cameras" and loc[2] == "rules" and isinstance(loc[1], int):
+        if len(loc) == 3:  # the list as a whole: the camera's own problem only if it has rules of its own
+            try:
+                return not raw_cameras[loc[1]].get("rules")
+            except (IndexError, TypeError, AttributeError):
+                return False
+        return _inherited_rule(raw_cameras, loc[1], loc[3], global_rules)
     if len(loc) < 3 or loc[0] != "cameras" or loc[2] not in OVERRIDABLE or not isinstance(loc[1], int):
         return False
     try:
@@ -84,3 +95,16 @@ def inherited_error(raw_cameras: Any, loc: tuple[int | str, ...]) -> bool:
     if not isinstance(own, dict):
         return False
     return not own if len(loc) == 3 else loc[3] not in own
+
+
+def _inherited_rule(raw_cameras: Any, camera: int, index: int | str, global_rules: Any) -> bool:
+    """Whether rule ``index`` of a merged camera is a global rule the camera did not replace."""
+    try:
+        own = raw_cameras[camera].get("rules", [])
+    except (IndexError, TypeError, AttributeError):
+        return False
+    if not isinstance(own, list | tuple) or not isinstance(global_rules, list | tuple) or not isinstance(index, int):
+        return False
+    merged = merge_rules(global_rules, own)
+    own_ids = {id(r) for r in own}
+    return 0 <= index < len(merged) and id(merged[index]) not in own_ids

@@ -73,7 +73,7 @@ def validate(data: Mapping[str, Any], *, source: str = "config", env: Mapping[st
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            if inherited_error(data.get("cameras"), loc):
+            if inherited_error(data.get("cameras"), loc, data.get("rules", ())):
                 continue
             msg = err["msg"].removeprefix("Value error, ")
             if not loc and (keyed := _KEYED.match(msg)):

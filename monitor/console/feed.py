@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.records import CameraStatus, Description, EventChange, Record, WindowScore
+from pipeline.rules import DEFAULT_RULE
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ MAX_JSON_BYTES = 256 * 1024
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Camera names as the monitor allows them; anything else on a topic is not one of its cameras."""
+RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 EARLIEST, LATEST = 946_684_800.0, 4_102_444_800.0
 """Unix times outside 2000-2100 are not times the monitor sends."""
 
@@ -30,6 +32,7 @@ class ScorePoint:
     wall_time: float
     score: float
     description: str | None
+    rule: str = DEFAULT_RULE
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,11 @@ def items_from_record(record: Record) -> list[FeedItem]:
     if isinstance(record, WindowScore):
         return [
             ScorePoint(
-                record.camera, record.wall_time, record.score, record.descriptions[-1] if record.descriptions else None
+                record.camera,
+                record.wall_time,
+                record.score,
+                record.descriptions[-1] if record.descriptions else None,
+                record.rule,
             )
         ]
     if isinstance(record, Description):
@@ -167,6 +174,12 @@ class MqttDecoder:
         try:
             if parts == ["events"]:
                 return self._event(self._json(payload))
+            if len(parts) == 4 and parts[1] == "rules" and parts[3] == "score":
+                camera, rule = parts[0], parts[2]
+                if not CAMERA_NAME.match(camera) or not RULE_NAME.match(rule):
+                    raise ValueError("not a camera and rule name")
+                d = self._json(payload)
+                return [ScorePoint(camera, _time(d, "wall_time"), _score(d, "score"), None, rule)]
             if len(parts) != 2 or not parts[0]:
                 return []
             camera, kind = parts

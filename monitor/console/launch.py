@@ -48,7 +48,9 @@ def load_history(feed: ConsoleFeed, path: Path, hours: float) -> int:
     try:
         n = 0
         for s in store.scores(since=since):
-            feed.push(ScorePoint(s.camera, s.wall_time, s.score, s.descriptions[-1] if s.descriptions else None))
+            feed.push(
+                ScorePoint(s.camera, s.wall_time, s.score, s.descriptions[-1] if s.descriptions else None, s.rule)
+            )
             n += 1
         for e in store.events(since=since):
             full = store.event(e.id)

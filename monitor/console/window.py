@@ -7,6 +7,7 @@ from collections import OrderedDict, deque
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -21,6 +22,7 @@ from monitor.console.feed import (
     StatusView,
 )
 from monitor.console.series import ScoreSeries
+from pipeline.rules import DEFAULT_RULE
 
 SEVERITY_RGB = {0: (225, 170, 30), 1: (240, 110, 20), 2: (220, 30, 30)}
 """Event colours by severity: 0 worth noting (amber), 1 suspicious (orange), 2 dangerous (red)."""
@@ -28,6 +30,8 @@ SEVERITY_COLOURS = {k: "#{:02x}{:02x}{:02x}".format(*rgb) for k, rgb in SEVERITY
 SEVERITY_LABELS = {0: "noting", 1: "suspicious", 2: "DANGEROUS"}
 EVENT_ALPHA, OPEN_EVENT_ALPHA = 60, 110
 REGIONS_PER_CAMERA = 64
+RULE_COLOURS = ((230, 140, 20), (40, 160, 70), (150, 60, 190), (20, 170, 180), (120, 120, 120))
+"""Lines of the rules besides the anomaly one (blue), in the order they appear."""
 EVENTS_PER_TICK = 20
 
 
@@ -51,9 +55,11 @@ class CameraPanel(QtWidgets.QFrame):
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.getPlotItem().hideButtons()
-        self.curve = self.plot.plot(pen=pg.mkPen((40, 110, 220), width=2))
-        self.curve.setClipToView(True)
-        self.curve.setDownsampling(auto=True, method="peak")
+        self.curve = self._new_curve((40, 110, 220), None)
+        self.rules: dict[str, tuple[ScoreSeries, Any]] = {}
+        """Each further rule's scores and line (the anomaly rule's are ``series`` and ``curve``)."""
+        self._capacity = capacity
+        self._dirty_rules: set[str] = set()
         self.threshold_line = pg.InfiniteLine(
             pos=threshold,
             angle=0,
@@ -74,7 +80,23 @@ class CameraPanel(QtWidgets.QFrame):
         self._dirty = False
         self._scrolled = 0.0
 
+    def _new_curve(self, rgb: tuple[int, int, int], name: str | None) -> Any:
+        curve = self.plot.plot(pen=pg.mkPen(rgb, width=2), name=name)
+        curve.setClipToView(True)
+        curve.setDownsampling(auto=True, method="peak")
+        return curve
+
     def add_point(self, p: ScorePoint) -> None:
+        if p.rule != DEFAULT_RULE:
+            if p.rule not in self.rules:
+                if not self.rules:
+                    self.plot.addLegend(offset=(4, 4))
+                    self.plot.getPlotItem().legend.addItem(self.curve, DEFAULT_RULE)
+                rgb = RULE_COLOURS[len(self.rules) % len(RULE_COLOURS)]
+                self.rules[p.rule] = (ScoreSeries(self._capacity), self._new_curve(rgb, p.rule))
+            self.rules[p.rule][0].append(p.wall_time, p.score)
+            self._dirty_rules.add(p.rule)
+            return
         self.series.append(p.wall_time, p.score)
         self._dirty = True
         if p.description:
@@ -104,10 +126,14 @@ class CameraPanel(QtWidgets.QFrame):
     def refresh(self, now: float, span_s: float) -> None:
         """Redraw what changed: new points, open events stretched to now, and the scrolling x range, which
         moves with new data or once a second (each move repaints the whole plot)."""
-        changed = self._dirty
+        changed = self._dirty or bool(self._dirty_rules)
         if self._dirty:
             self.curve.setData(*self.series.arrays())
             self._dirty = False
+        for rule in self._dirty_rules:
+            series, curve = self.rules[rule]
+            curve.setData(*series.arrays())
+        self._dirty_rules.clear()
         if not (changed or now - self._scrolled >= 1.0):
             return
         self._scrolled = now
@@ -265,7 +291,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _apply(self, item: FeedItem) -> None:
         if isinstance(item, ScorePoint):
             self.panel(item.camera).add_point(item)
-            self._set_cell(item.camera, 4, f"{item.score:.2f}")
+            if item.rule == DEFAULT_RULE:
+                self._set_cell(item.camera, 4, f"{item.score:.2f}")
         elif isinstance(item, EventView):
             self._event(item)
         elif isinstance(item, StatusView):

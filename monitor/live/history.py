@@ -49,15 +49,24 @@ def render(events: Sequence[StoredEvent], fmt: str) -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["id", "camera", "start", "end", "peak_score", "severity", "explanation"])
+        w.writerow(["id", "camera", "start", "end", "peak_score", "severity", "explanation", "rule"])
         for e in events:
             w.writerow(
-                [e.id, e.camera, _clock(e.start), _clock(e.end), f"{e.peak_score:.3f}", e.severity, e.explanation or ""]
+                [
+                    e.id,
+                    e.camera,
+                    _clock(e.start),
+                    _clock(e.end),
+                    f"{e.peak_score:.3f}",
+                    e.severity,
+                    e.explanation or "",
+                    e.rule,
+                ]
             )
         return buf.getvalue().rstrip("\n")
     if not events:
         return "0 events"
-    rows = [("ID", "CAMERA", "START", "DURATION", "PEAK", "SEVERITY", "EXPLANATION")]
+    rows = [("ID", "CAMERA", "START", "DURATION", "PEAK", "SEVERITY", "RULE", "EXPLANATION")]
     for e in events:
         expl = (e.explanation or "").replace("\n", " ")
         rows.append(
@@ -68,11 +77,12 @@ def render(events: Sequence[StoredEvent], fmt: str) -> str:
                 _duration(e),
                 f"{e.peak_score:.2f}",
                 SEVERITY_NAMES.get(e.severity, str(e.severity)),
+                e.rule,
                 expl[:60] + ("…" if len(expl) > 60 else ""),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:6])) + "  " + r[6] for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(7)]
+    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:7])) + "  " + r[7] for r in rows]
     lines.append(f"{len(events)} event{'s' if len(events) != 1 else ''}")
     return "\n".join(line.rstrip() for line in lines)
 

@@ -24,6 +24,11 @@ def build_sinks(cfg: AppConfig) -> tuple[list[Sink], MqttSink | None]:
         sinks.append(StoreSink(cfg.store))
     mqtt = None
     if cfg.mqtt.enabled:
-        mqtt = MqttSink(cfg.mqtt, [c.name for c in cfg.cameras], instance=cfg.instance or "")
+        mqtt = MqttSink(
+            cfg.mqtt,
+            [c.name for c in cfg.cameras],
+            instance=cfg.instance or "",
+            rules={c.name: [r.name for r in c.rules] for c in cfg.cameras},
+        )
         sinks.append(mqtt)
     return sinks, mqtt

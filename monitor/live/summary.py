@@ -57,6 +57,7 @@ class PeriodSummary:
                     "start": e.start,
                     "end": e.end,
                     "severity": e.severity,
+                    "rule": e.rule,
                     "peak_score": round(e.peak_score, 4),
                     "explanation": e.explanation,
                     "has_snapshot": e.has_snapshot,
@@ -85,7 +86,8 @@ def thin(lines: Sequence[LogLine], limit: int) -> list[LogLine]:
 def _event_line(e: StoredEvent) -> LogLine:
     what = e.explanation or (e.descriptions[-1] if e.descriptions else "an anomaly")
     level = SEVERITY_NAMES.get(e.severity, str(e.severity)).split(" ", 1)[-1]
-    return LogLine(e.start, e.camera, f"{level} (score {e.peak_score:.2f}): {what}", event=True)
+    rule = "" if e.rule == "anomaly" else f" rule {e.rule}"
+    return LogLine(e.start, e.camera, f"{level}{rule} (score {e.peak_score:.2f}): {what}", event=True)
 
 
 def read_period(
@@ -148,7 +150,8 @@ def render(summary: PeriodSummary, fmt: str, *, snapshot_dir: Path | None = None
     if not events:
         out.append("None.")
     for e in events:
-        head = f"{_clock(e.start)} to {_clock(e.end)}, {e.camera}, severity {_level(e)}, peak {e.peak_score:.2f}"
+        rule = "" if e.rule == "anomaly" else f", rule {e.rule}"
+        head = f"{_clock(e.start)} to {_clock(e.end)}, {e.camera}{rule}, severity {_level(e)}, peak {e.peak_score:.2f}"
         text = e.explanation or "(no explanation)"
         if md:
             out += ["", f"### {head}", "", text, "", f"Event `{e.id}`."]

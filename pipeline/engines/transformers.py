@@ -438,9 +438,12 @@ class TransformersModel:
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     def _prefix_cache(self, head: str, head_ids: list[int]) -> tuple[int, Any]:
-        """Token count and KV cache of a fixed head, computed once (a few heads are kept)."""
-        found = self._prefixes.get(head)
-        if found is None:
+        """Token count and KV cache of a fixed head, computed once (the most recently used few are kept: the
+        judge prompt's head stays while the window reports that rules share come and go)."""
+        found = self._prefixes.pop(head, None)
+        if found is not None:
+            self._prefixes[head] = found  # most recently used last
+        else:
             ids = torch.tensor([head_ids], dtype=torch.long, device=self.device)
             out = self.model.model(input_ids=ids, use_cache=True)
             found = (len(head_ids), out.cache)
