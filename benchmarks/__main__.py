@@ -24,6 +24,7 @@ PARTS: list[tuple[str, list[str], str]] = [
     ),
     ("gating", [], "work the motion and semantic gates avoid; entries kept"),
     ("judge_cost", [], "one window: a forward pass against generating a number"),
+    ("rules_cost", [], "N rules of a window in one pass sharing its prefix, against one rule"),
     ("scale", [], "cameras one machine keeps up with; memory when input outpaces the model"),
     ("batch_throughput", [], "monitor batch against the LLMVAD way"),
     ("openai_backend", [], "the HTTP path against the same models in process"),

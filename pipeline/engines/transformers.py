@@ -236,6 +236,8 @@ class TransformersModel:
         self.use_chat_template = has_template and chat_template != "never"
         self._answer_ids: dict[tuple[str, ...], list[list[int]]] = {}
         self._prefixes: dict[str, tuple[int, Any]] = {}
+        self._seen: dict[str, None] = {}
+        """Heads computed once without being cached: seen again, a head is cached (it is a fixed one)."""
         self._eos = self._eos_ids()
         text_cfg = self.model.config.get_text_config()
         self._info = ModelInfo(
@@ -481,13 +483,46 @@ class TransformersModel:
             use_cache=past is not None,
             output_hidden_states=bool(pool_layers),
         )
+        return self._read_out(out, mask, pool_layers)
+
+    def _forward_new_heads(
+        self, groups: Sequence[Sequence[_JudgeInput]], pool_layers: Sequence[int]
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Like :meth:`_forward_last` for several groups of prompts, each group sharing a head not cached: the
+        heads in one pass (left-padded, positions counted from each one's first token), their caches
+        repeated for the members, then all tails in one pass. Rows come in group order."""
+        dev = self.device
+        heads = [g[0].head_ids for g in groups]
+        hids = _pad(heads, self._pad_id, left=True).to(dev)
+        hmask = _pad([[1] * len(h) for h in heads], 0, left=True).to(dev)
+        hpos = (hmask.cumsum(dim=1) - 1).clamp(min=0)
+        cache = self.model.model(input_ids=hids, attention_mask=hmask, position_ids=hpos, use_cache=True).cache
+        member_of = torch.tensor([g for g, members in enumerate(groups) for _ in members], device=dev)
+        cache.batch_select_indices(member_of)
+        rows = [it.tail_ids for members in groups for it in members]
+        ids = _pad(rows, self._pad_id, left=False).to(dev)
+        mask = _pad([[1] * len(r) for r in rows], 0, left=False).to(dev)
+        lengths = hmask.sum(dim=1)[member_of]
+        pos = lengths[:, None] + torch.arange(ids.shape[1], device=dev)[None, :]
+        out = self.model.model(
+            input_ids=ids,
+            attention_mask=torch.cat([hmask[member_of], mask], dim=1),
+            position_ids=pos,
+            cache=cache,
+            use_cache=True,
+            output_hidden_states=bool(pool_layers),
+        )
+        return self._read_out(out, mask, pool_layers)
+
+    def _read_out(
+        self, out: Any, mask: torch.Tensor, pool_layers: Sequence[int]
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Logits at each row's last token and the tail's hidden states of ``pool_layers``, mean-pooled."""
         last = mask.sum(dim=1) - 1
-        batch_rows = torch.arange(len(items), device=self.device)
+        batch_rows = torch.arange(mask.shape[0], device=self.device)
         logits = self._head_logits(out.last_hidden_state[batch_rows, last])
-        pooled = {}
         weights = (mask / mask.sum(dim=1, keepdim=True)).unsqueeze(-1).to(out.last_hidden_state.dtype)
-        for layer in pool_layers:
-            pooled[layer] = (out.hidden_states[layer] * weights).sum(dim=1).float()
+        pooled = {layer: (out.hidden_states[layer] * weights).sum(dim=1).float() for layer in pool_layers}
         return logits, pooled
 
     @torch.inference_mode()
@@ -504,8 +539,25 @@ class TransformersModel:
             by_head.setdefault(it.head, []).append(i)
         probs = np.zeros((len(items), len(groups)), dtype=np.float64)
         pooled = {layer: np.zeros((len(items), self._info.hidden_size), np.float32) for layer in pool_layers}
-        for idxs in by_head.values():
-            logits, pools = self._forward_last([items[i] for i in idxs], pool_layers)
+        # heads seen before (the judge prompt's instructions and examples) come from their cache, one pass
+        # per head; heads new to this batch (a window's report that its rules share) are computed together
+        # in one pass, then every tail in another
+        new = {h: idxs for h, idxs in by_head.items() if h and h not in self._prefixes and h not in self._seen}
+        for head in new:
+            self._seen[head] = None
+            while len(self._seen) > 64:
+                self._seen.pop(next(iter(self._seen)))
+        passes = [
+            (idxs, self._forward_last([items[i] for i in idxs], pool_layers))
+            for h, idxs in by_head.items()
+            if h not in new
+        ]
+        if new:
+            order = [i for idxs in new.values() for i in idxs]
+            passes.append(
+                (order, self._forward_new_heads([[items[i] for i in idxs] for idxs in new.values()], pool_layers))
+            )
+        for idxs, (logits, pools) in passes:
             logp = torch.log_softmax(logits, dim=-1)
             per_answer = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in groups], dim=-1)
             probs[idxs] = torch.softmax(per_answer, dim=-1).cpu().numpy()  # renormalised over the answers
