@@ -237,7 +237,7 @@ def test_a_client_without_write_rights_changes_nothing(tmp_path: Path) -> None:
     acl.write_text(
         f"user monitor\ntopic readwrite {pfx}/#\ntopic readwrite {pfx}-ha/#\n\n"
         f"user operator\ntopic read {pfx}/#\ntopic write {pfx}/+/enabled/set\ntopic write {pfx}/+/threshold/set\n"
-        f"topic write {pfx}/+/describe/set\n\n"
+        f"topic write {pfx}/+/describe/set\ntopic write {pfx}/summarize/set\n\n"
         f"user viewer\ntopic read {pfx}/#\n"
     )
     broker = Broker(tmp_path / "broker", anonymous=False, extra=f"password_file {passwd}\nacl_file {acl}\n").start()
