@@ -41,7 +41,7 @@ def folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[alerting]\nthreshold = 0.01\nhysteresis = 0.0\n")
+    cfg.write_text("[windows]\nsize = 3\nstride = 2\n[alerting]\nthreshold = 0.01\nhysteresis = 0.0\n")
     return cfg
 
 

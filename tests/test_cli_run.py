@@ -53,6 +53,9 @@ def test_run_on_real_footage(tmp_path: Path, tiny_vlm: Path, judge_270m: Path, p
         """
 [sampling]
 every_n_frames = 20
+[windows]
+size = 3
+stride = 2
 [alerting]
 threshold = 0.05
 hysteresis = 0.0

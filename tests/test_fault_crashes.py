@@ -205,4 +205,6 @@ def test_signals_and_the_time_limit_stop_cleanly(tmp_path: Path, tiny_vlm: Path,
         assert " ERROR " not in text and "Traceback" not in text and "terminate called" not in text, text[-2000:]
     assert "time limit of 8 s reached" in limited.stderr
     events = [x for x in lines(out / "results.jsonl") if x["kind"] == "event"]
-    assert events and events[-1]["type"] == "end"  # the open event was ended and written before the exit
+    # the open event was ended and written before the exit (an update, its clip, may follow its end)
+    started = {e["after"]["id"] for e in events if e["type"] == "new"}
+    assert started and started == {e["after"]["id"] for e in events if e["type"] == "end"}
