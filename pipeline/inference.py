@@ -23,8 +23,9 @@ from pipeline.records import Image
 class ChatPrompt:
     """A system instruction and a user turn; engines apply the model's chat template (or plain text).
 
-    The first ``fixed`` characters of ``user`` are the same for every window (the instructions and
-    examples before the window's text): an engine may compute them once and reuse their cache.
+    The first ``fixed`` characters of ``user`` are shared with other requests (the judge's instructions
+    and examples, the same for every window; or a window's report, the same for each rule asked about
+    it): an engine may compute them once and reuse their cache.
     """
 
     system: str

@@ -12,6 +12,8 @@ A camera may override any key of ``[sampling]``, ``[windows]``, ``[alerting]``, 
     [cameras.alerting]
     threshold = 0.8
 
+A camera's ``[[cameras.rules]]`` add to the global ``[[rules]]``, replacing one of the same name.
+
 The merge happens once, during validation: the result is a :class:`~pipeline.camera.CameraSettings` whose
 sections are complete, so every stage reads its settings from one object.
 """
