@@ -39,6 +39,66 @@ from pipeline.windows import WindowSettings
 
 F = npt.NDArray[np.float64]
 LAYERS = (3, 6, 9, 12, 15)
+# Few-shot ordinal questions (Probe-VAD's readout, with examples: the base 270M is at chance zero-shot):
+# name -> (instructions, answer word, examples)
+QUESTIONS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
+    "violence": (
+        "Security camera reports, each rated for whether someone is attacked, hit, hurt or threatened.",
+        "Violence",
+        [
+            ("Two men punch and kick each other in the parking lot until one falls down.", "yes"),
+            ("A woman walks her dog along the sidewalk.", "no"),
+            ("A man points a gun at the cashier.", "yes"),
+            ("Customers wait in line at the counter and pay for their items.", "no"),
+            ("A man kicks and beats a dog that is tied to a pole.", "yes"),
+            ("Two friends shake hands and walk away together.", "no"),
+            ("Police officers push a man to the ground and handcuff him.", "yes"),
+            ("A man runs across the street to catch the bus.", "no"),
+        ],
+    ),
+    "theft": (
+        "Security camera reports, each rated for whether something is stolen or a place is broken into.",
+        "Theft",
+        [
+            ("A man breaks the car window with a rock and takes a bag from the seat.", "yes"),
+            ("A worker carries boxes from the truck into the warehouse.", "no"),
+            ("A woman puts a bottle from the shelf into her bag and leaves without paying.", "yes"),
+            ("The shop owner opens the door and turns on the lights.", "no"),
+            ("A man climbs over the fence at night and tries to open the back door with a tool.", "yes"),
+            ("A man in a red shirt walks into the store and looks at the shelves.", "no"),
+            ("Two masked men grab the cash register and run out.", "yes"),
+            ("A car parks slowly and the driver walks into the shop.", "no"),
+        ],
+    ),
+    "accident": (
+        "Security camera reports, each rated for whether there is an accident, a fire or an explosion.",
+        "Accident",
+        [
+            ("Two cars collide at the crossing and one of them overturns.", "yes"),
+            ("A car drives slowly down the street and parks.", "no"),
+            ("Flames and thick smoke come out of the building's windows.", "yes"),
+            ("A police car drives past the building with its lights on.", "no"),
+            ("A loud blast throws debris across the road and people run away.", "yes"),
+            ("A motorcycle passes by on the road.", "no"),
+            ("A truck hits a man crossing the road and he lies on the ground.", "yes"),
+            ("People sit on a bench and talk while children play nearby.", "no"),
+        ],
+    ),
+    "damage": (
+        "Security camera reports, each rated for whether someone damages, breaks or vandalises property.",
+        "Damage",
+        [
+            ("Several people smash shop windows and spray paint on the walls.", "yes"),
+            ("A man sits at a desk and types on a computer.", "no"),
+            ("A man kicks the door of the car until the glass breaks.", "yes"),
+            ("A cleaner mops the floor of the hall.", "no"),
+            ("Teenagers throw stones at the bus stop and break its glass.", "yes"),
+            ("A cyclist rides past the entrance.", "no"),
+            ("A man sets fire to a rubbish bin in the street.", "yes"),
+            ("A woman carries a box out of the building.", "no"),
+        ],
+    ),
+}
 
 
 def features(model: TransformersModel, items: list[Labelled], window: int, cache: Path) -> dict[str, F]:
@@ -58,6 +118,25 @@ def features(model: TransformersModel, items: list[Labelled], window: int, cache
     np.savez(path, **z)
     print(f"  scored windows of {window} in {time.time() - t0:.0f} s", flush=True)
     return z
+
+
+def question_scores(model: TransformersModel, items: list[Labelled], cache: Path) -> dict[str, F]:
+    """p(yes) of each few-shot category question for every text alone."""
+    path = cache / "questions.npz"
+    if path.exists():
+        return dict(np.load(path))
+    out = {}
+    for name, (system, word, examples) in QUESTIONS.items():
+        shots = "".join(f"Report: {r}\n{word}: {a}\n\n" for r, a in examples)
+        s = JudgeSettings(system=system, prompt=shots + "{context}Report: {descriptions}\n" + word + ":")
+        prompts = [judge_prompt(s, [it.text]) for it in items]
+        scores = np.empty(len(items))
+        for a in range(0, len(prompts), 16):
+            got = score_now(model, prompts[a : a + 16], s.answers)
+            scores[a : a + 16] = expected_score(np.stack([r.probs for r in got]))
+        out[name] = scores
+    np.savez(path, **out)
+    return out
 
 
 def main() -> None:
@@ -121,6 +200,13 @@ def main() -> None:
             centred[i] = o1[i] - 0.3 * (float(np.mean(o1[idxs[:k]])) if k else 0.0)
     rows.append(("1 / 1: minus the video's causal running mean (0.3)", ema(sig(centred))))
     rows.append(("1 / 1: EMA on the logit", sig(smooth_by_video(items, o1, 0.5))))
+    q = question_scores(model, items, args.cache)
+    qs = np.column_stack(list(q.values()))
+    for name, scores in q.items():
+        rows.append((f"1 / 1: few-shot question '{name}' alone, no probe", scores))
+    rows.append(("1 / 1: the four questions' mean, no probe", qs.mean(axis=1)))
+    mixed = cv_probe(z1["L6"], y, folds, 100.0, prompted=(qs.mean(axis=1) + z1["scores"]) / 2)
+    rows.append(("1 / 1: probe stacked on the mean of the default prompt and the questions", ema(sig(mixed))))
     show: Callable[[float | None], str] = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     print("| variant | ROC-AUC | vs normal videos | vs normal parts of anomalous videos |")
     print("| --- | ---: | ---: | ---: |")
