@@ -14,7 +14,7 @@ import pytest
 from PySide6 import QtCore
 
 from monitor.config import MqttConfig, validate
-from monitor.console.feed import ConsoleFeed, EventView, MqttDecoder, ScorePoint, StatusView
+from monitor.console.feed import ConsoleFeed, EventView, MqttDecoder, ScorePoint, StatusView, items_from_record
 from monitor.console.launch import ConsoleSink, load_history, run_with_pipeline
 from monitor.console.series import ScoreSeries
 from monitor.console.subscriber import BrokerAddress, MqttFeeder
@@ -415,3 +415,32 @@ def test_console_commands_as_a_user_runs_them(tmp_path: Path, tiny_vlm: Path) ->
     err += run.communicate(timeout=15)[1]
     assert run.returncode == 0, err
     assert (tmp_path / "out" / "results.jsonl").read_text().count('"kind": "description"') == 4
+
+
+def test_each_rule_has_its_own_line(qtbot) -> None:
+    feed = ConsoleFeed()
+    win = ConsoleWindow(feed, threshold=0.7, span_s=120, refresh_ms=50)
+    qtbot.addWidget(win)
+    win.show()
+    now = time.time()
+    decoder = MqttDecoder("llmvad", feed)
+    for k in range(10):
+        feed.push(ScorePoint("yard", now - 10 + k, 0.1, "quiet"))
+        for item in decoder.decode(
+            "llmvad/yard/rules/fence/score", json.dumps({"wall_time": now - 10 + k, "score": 0.8}).encode()
+        ):
+            feed.push(item)
+        for item in items_from_record(
+            WindowScore("yard", k, 0.0, 0.0, now - 10 + k, 0.3, ("quiet",), (k,), rule="parcel")
+        ):
+            feed.push(item)
+    qtbot.waitUntil(lambda: "yard" in win.panels and set(win.panels["yard"].rules) == {"fence", "parcel"}, timeout=3000)
+    panel = win.panels["yard"]
+    qtbot.waitUntil(lambda: len(panel.rules["parcel"][0]) == 10, timeout=3000)
+    assert len(panel.series) == 10 and len(panel.rules["fence"][0]) == 10
+    assert list(panel.rules["fence"][0].arrays()[1]) == [0.8] * 10
+    # a rule's score is not the camera's anomaly score in the table, nor its description
+    row = [win.camera_table.item(0, c).text() for c in range(5)]
+    assert row[4] == "0.10" and panel.description.text() == "quiet"
+    # a malformed rule topic is refused like any other
+    assert decoder.decode("llmvad/yard/rules/Bad Name/score", b"{}") == [] and feed.malformed == 1
