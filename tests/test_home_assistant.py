@@ -60,6 +60,10 @@ topic_prefix = "{pfx}"
 discovery_prefix = "{pfx}-ha"
 outbox = "{tmp_path / "outbox.sqlite"}"
 controls = "{tmp_path / "controls.json"}"
+[[rules]]
+name = "fence"
+question = "Does someone climb over the fence?"
+threshold = 0.01
 [[cameras]]
 name = "porch"
 url = "{people_video}"
@@ -88,11 +92,15 @@ loop = true
         def ours() -> dict[str, dict]:
             return {k: v for k, v in ha.states().items() if "porch" in k and k.split(".")[0] in kinds}
 
-        entities = wait("the monitor's entities in Home Assistant", lambda: (e := ours()) and len(e) >= 9 and e)
+        entities = wait("the monitor's entities in Home Assistant", lambda: (e := ours()) and len(e) >= 11 and e)
         by_domain = sorted(k.split(".")[0] for k in entities)
-        assert by_domain == sorted(
-            ["binary_sensor", "sensor", "sensor", "sensor", "event", "camera", "switch", "number", "button"]
-        ), entities
+        camera_entities = ["binary_sensor", "sensor", "sensor", "sensor", "event", "camera", "switch", "number"]
+        rule_entities = ["binary_sensor", "sensor"]  # the fence rule's
+        assert by_domain == sorted([*camera_entities, "button", *rule_entities]), entities
+        fence = next(k for k in entities if k.startswith("binary_sensor.") and "fence" in k)
+        fence_score = next(k for k in entities if k.startswith("sensor.") and "fence" in k)
+        wait("the fence rule's event in its binary sensor", lambda: ha.states()[fence]["state"] == "on")
+        assert 0.0 <= float(ha.states()[fence_score]["state"]) <= 1.0
         switch = next(k for k in entities if k.startswith("switch."))
         number = next(k for k in entities if k.startswith("number."))
         wait("the switch on", lambda: ha.states()[switch]["state"] == "on")
