@@ -45,7 +45,12 @@ def main() -> None:
     ap.add_argument("--skip-llmvad", action="store_true", help="leave out the (slow) LLMVAD way")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--windows", default=None, metavar="SIZE/STRIDE", help="judged windows (default: [windows])")
     args = ap.parse_args()
+    windows = {}
+    if args.windows:
+        size, stride = (int(x) for x in args.windows.split("/"))
+        windows = {"windows": {"size": size, "stride": stride}}
 
     vlm_dir = args.vlm or str(args.models / "tiny-gemma3-vlm")
     judge_dir = args.judge or str(args.models / "gemma3-270m")
@@ -61,6 +66,7 @@ def main() -> None:
             "judge": {"model": judge_dir},
             "sampling": {"every_n_frames": args.every, "motion_gate": False},
             "cameras": [{"name": "bench", "url": str(args.video)}],
+            **windows,
         },
         env=dict(os.environ),
     )
@@ -71,7 +77,10 @@ def main() -> None:
         frames = frames[: args.limit]
     n = len(frames)
     prompt, mnt, js = cfg.model.prompt, cfg.model.max_new_tokens, cfg.judge
-    print(f"{n} sampled frames of {args.video.name} (every {args.every}th); VLM {vlm_dir}; judge {judge_dir}")
+    print(
+        f"{n} sampled frames of {args.video.name} (every {args.every}th); VLM {vlm_dir}; judge {judge_dir}; "
+        f"windows of {cfg.windows.size} (stride {cfg.windows.stride})"
+    )
     print(
         f"device {vlm.device}, dtype {vlm.dtype}, batch {args.batch}, max_new_tokens {mnt}, torch threads "
         f"{__import__('torch').get_num_threads()}"

@@ -110,7 +110,7 @@ def run(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cameras", default="8,16,32,48")
+    ap.add_argument("--cameras", default="8,16,32,48", help="camera counts to run (\"\": none, the memory run only)")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--memory-cameras", type=int, default=64)
     ap.add_argument("--minutes", type=float, default=10.0, help="0: no memory run")
@@ -123,7 +123,7 @@ def main() -> None:
     batches = [int(x) for x in args.batch.split(",")]
     decode = "keyframes only" if args.keyframes_only else "every frame decoded"
     print(f"cameras: looped {PEOPLE.name} paced at 10 fps, sampled at 1 fps, {decode}; {args.seconds:.0f} s each")
-    for n, batch in ((int(x), b) for x in args.cameras.split(",") for b in batches):
+    for n, batch in ((int(x), b) for x in args.cameras.split(",") if x for b in batches):
         r = run(model, n, args.seconds, batch=batch, keyframes=args.keyframes_only, clips=not args.no_clips)
         print(
             f"{n:3d} cameras, max_batch {batch:2d}: {r['rate']:5.2f} descriptions/s per camera (1.00 keeps up), "
