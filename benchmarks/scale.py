@@ -110,7 +110,7 @@ def run(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cameras", default="8,16,32,48", help="camera counts to run (\"\": none, the memory run only)")
+    ap.add_argument("--cameras", default="8,16,32,48", help='camera counts to run ("": none, the memory run only)')
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--memory-cameras", type=int, default=64)
     ap.add_argument("--minutes", type=float, default=10.0, help="0: no memory run")
