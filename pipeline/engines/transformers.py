@@ -3,7 +3,6 @@ image-text-to-text model (frame descriptions) or causal LM (a text-only judge)."
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from pipeline.engines.batching import Prepared
+from pipeline.engines.prefix_passes import JudgeInput, PrefixPasses, pad_rows
 from pipeline.inference import (
     ChatPrompt,
     DescribeRequest,
@@ -104,35 +104,11 @@ class _PixelInput(Prepared):
         self.pixels = pixels
 
 
-class _JudgeInput(Prepared):
-    """A judge prompt split into its shared head (text and ids, "" when none) and its own tail ids."""
-
-    __slots__ = ("head", "head_ids", "tail_ids")
-
-    def __init__(self, head: str, head_ids: list[int], tail_ids: list[int]) -> None:
-        self.head = head
-        self.head_ids = head_ids
-        self.tail_ids = tail_ids
-
-
 class _TextInput(Prepared):
     __slots__ = ("ids",)
 
     def __init__(self, ids: list[int]) -> None:
         self.ids = ids
-
-
-def _pad(rows: Sequence[torch.Tensor | list[int]], value: int, *, left: bool) -> torch.Tensor:
-    """Stack 1-D rows into a batch, padded with ``value`` on the left or the right."""
-    tensors = [r if isinstance(r, torch.Tensor) else torch.tensor(r, dtype=torch.long) for r in rows]
-    width = max(len(t) for t in tensors)
-    out = torch.full((len(tensors), width), value, dtype=tensors[0].dtype)
-    for i, t in enumerate(tensors):
-        if left:
-            out[i, width - len(t) :] = t
-        else:
-            out[i, : len(t)] = t
-    return out
 
 
 class _TallProjection(torch.nn.Module):
@@ -235,10 +211,8 @@ class TransformersModel:
             raise ModelLoadError(self._name, "it has no chat template", "Set judge.chat_template = 'never' or 'auto'.")
         self.use_chat_template = has_template and chat_template != "never"
         self._answer_ids: dict[tuple[str, ...], list[list[int]]] = {}
-        self._prefixes: dict[str, tuple[int, Any]] = {}
-        self._seen: dict[str, None] = {}
-        """Heads computed once without being cached: seen again, a head is cached (it is a fixed one)."""
         self._eos = self._eos_ids()
+        self._passes = PrefixPasses(self.model.model, self._head_logits, device=self.device, pad_id=self._pad_id)
         text_cfg = self.model.config.get_text_config()
         self._info = ModelInfo(
             name=self._name,
@@ -362,7 +336,7 @@ class TransformersModel:
         if isinstance(request, ScoreRequest):
             self.answer_token_ids(request.answers)  # cached for the model thread; fails early if invalid
             head, tail = self.split_fixed(request.prompt)
-            return _JudgeInput(head, self._ids(head) if head else [], self._ids(tail))
+            return JudgeInput(head, self._ids(head) if head else [], self._ids(tail))
         return _TextInput(self._ids(self.render(request.prompt)))
 
     def _prepare_image(self, request: DescribeRequest) -> _ImageInput:
@@ -388,7 +362,7 @@ class TransformersModel:
     ) -> list[DescribeResult]:
         items = [_expect(p, _ImageInput) for p in batch]
         inputs: dict[str, torch.Tensor] = {
-            k: _pad([it.tokens[k] for it in items], self._pad_id if k == "input_ids" else 0, left=True)
+            k: pad_rows([it.tokens[k] for it in items], self._pad_id if k == "input_ids" else 0, left=True)
             for k in items[0].tokens
         }
         for k in items[0].images:
@@ -408,8 +382,8 @@ class TransformersModel:
         self, batch: Sequence[Prepared], max_new_tokens: int, cancel: threading.Event | None = None
     ) -> list[ExplainResult]:
         rows = [_expect(p, _TextInput).ids for p in batch]
-        ids = _pad(rows, self._pad_id, left=True)
-        mask = _pad([[1] * len(r) for r in rows], 0, left=True)
+        ids = pad_rows(rows, self._pad_id, left=True)
+        mask = pad_rows([[1] * len(r) for r in rows], 0, left=True)
         inputs = {"input_ids": ids, "attention_mask": mask}
         return [ExplainResult(t) for t in self._greedy(inputs, max_new_tokens, cancel)]
 
@@ -439,21 +413,6 @@ class TransformersModel:
         new = out[:, on_device["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
-    def _prefix_cache(self, head: str, head_ids: list[int]) -> tuple[int, Any]:
-        """Token count and KV cache of a fixed head, computed once (the most recently used few are kept: the
-        judge prompt's head stays while the window reports that rules share come and go)."""
-        found = self._prefixes.pop(head, None)
-        if found is not None:
-            self._prefixes[head] = found  # most recently used last
-        else:
-            ids = torch.tensor([head_ids], dtype=torch.long, device=self.device)
-            out = self.model.model(input_ids=ids, use_cache=True)
-            found = (len(head_ids), out.cache)
-            self._prefixes[head] = found
-            while len(self._prefixes) > 8:
-                self._prefixes.pop(next(iter(self._prefixes)))
-        return found
-
     def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.model.lm_head(hidden).float()
         cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
@@ -461,103 +420,18 @@ class TransformersModel:
             logits = torch.tanh(logits / cap) * cap
         return logits
 
-    def _forward_last(
-        self, items: Sequence[_JudgeInput], pool_layers: Sequence[int]
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Logits at each prompt's last token and mean-pooled tail hidden states, for prompts that share one
-        head (its cache reused) or none (``head == ""``). Tails are padded on the right, after the head."""
-        head = items[0].head
-        past, n_head = None, 0
-        if head:
-            n_head, cached = self._prefix_cache(head, items[0].head_ids)
-            past = copy.deepcopy(cached)
-            past.batch_repeat_interleave(len(items))
-        rows = [it.tail_ids for it in items]
-        ids = _pad(rows, self._pad_id, left=False).to(self.device)
-        mask = _pad([[1] * len(r) for r in rows], 0, left=False).to(self.device)
-        full_mask = torch.cat([torch.ones(len(items), n_head, dtype=mask.dtype, device=self.device), mask], dim=1)
-        out = self.model.model(
-            input_ids=ids,
-            attention_mask=full_mask,
-            cache=past,
-            use_cache=past is not None,
-            output_hidden_states=bool(pool_layers),
-        )
-        return self._read_out(out, mask, pool_layers)
-
-    def _forward_new_heads(
-        self, groups: Sequence[Sequence[_JudgeInput]], pool_layers: Sequence[int]
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Like :meth:`_forward_last` for several groups of prompts, each group sharing a head not cached: the
-        heads in one pass (left-padded, positions counted from each one's first token), their caches
-        repeated for the members, then all tails in one pass. Rows come in group order."""
-        dev = self.device
-        heads = [g[0].head_ids for g in groups]
-        hids = _pad(heads, self._pad_id, left=True).to(dev)
-        hmask = _pad([[1] * len(h) for h in heads], 0, left=True).to(dev)
-        hpos = (hmask.cumsum(dim=1) - 1).clamp(min=0)
-        cache = self.model.model(input_ids=hids, attention_mask=hmask, position_ids=hpos, use_cache=True).cache
-        member_of = torch.tensor([g for g, members in enumerate(groups) for _ in members], device=dev)
-        cache.batch_select_indices(member_of)
-        rows = [it.tail_ids for members in groups for it in members]
-        ids = _pad(rows, self._pad_id, left=False).to(dev)
-        mask = _pad([[1] * len(r) for r in rows], 0, left=False).to(dev)
-        lengths = hmask.sum(dim=1)[member_of]
-        pos = lengths[:, None] + torch.arange(ids.shape[1], device=dev)[None, :]
-        out = self.model.model(
-            input_ids=ids,
-            attention_mask=torch.cat([hmask[member_of], mask], dim=1),
-            position_ids=pos,
-            cache=cache,
-            use_cache=True,
-            output_hidden_states=bool(pool_layers),
-        )
-        return self._read_out(out, mask, pool_layers)
-
-    def _read_out(
-        self, out: Any, mask: torch.Tensor, pool_layers: Sequence[int]
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Logits at each row's last token and the tail's hidden states of ``pool_layers``, mean-pooled."""
-        last = mask.sum(dim=1) - 1
-        batch_rows = torch.arange(mask.shape[0], device=self.device)
-        logits = self._head_logits(out.last_hidden_state[batch_rows, last])
-        weights = (mask / mask.sum(dim=1, keepdim=True)).unsqueeze(-1).to(out.last_hidden_state.dtype)
-        pooled = {layer: (out.hidden_states[layer] * weights).sum(dim=1).float() for layer in pool_layers}
-        return logits, pooled
-
     @torch.inference_mode()
     def score(self, batch: Sequence[Prepared], answers: Sequence[str], pool_layers: Sequence[int]) -> list[ScoreResult]:
-        """One forward pass per group of prompts sharing a fixed head, whose KV cache is computed once and
-        reused; the answer distribution is read at each prompt's last token."""
-        items = [_expect(p, _JudgeInput) for p in batch]
+        """One forward pass per group of prompts sharing a cached head, one for all heads new to the batch
+        (pipeline/engines/prefix_passes.py); the answer distribution is read at each prompt's last token."""
+        items = [_expect(p, JudgeInput) for p in batch]
         groups = self.answer_token_ids(answers)
         for layer in pool_layers:
             if not 0 <= layer <= self._info.num_layers:
                 raise ValueError(f"layer {layer} is not in 0..{self._info.num_layers} for {self._name}")
-        by_head: dict[str, list[int]] = {}
-        for i, it in enumerate(items):
-            by_head.setdefault(it.head, []).append(i)
         probs = np.zeros((len(items), len(groups)), dtype=np.float64)
         pooled = {layer: np.zeros((len(items), self._info.hidden_size), np.float32) for layer in pool_layers}
-        # heads seen before (the judge prompt's instructions and examples) come from their cache, one pass
-        # per head; heads new to this batch (a window's report that its rules share) are computed together
-        # in one pass, then every tail in another
-        new = {h: idxs for h, idxs in by_head.items() if h and h not in self._prefixes and h not in self._seen}
-        for head in new:
-            self._seen[head] = None
-            while len(self._seen) > 64:
-                self._seen.pop(next(iter(self._seen)))
-        passes = [
-            (idxs, self._forward_last([items[i] for i in idxs], pool_layers))
-            for h, idxs in by_head.items()
-            if h not in new
-        ]
-        if new:
-            order = [i for idxs in new.values() for i in idxs]
-            passes.append(
-                (order, self._forward_new_heads([[items[i] for i in idxs] for idxs in new.values()], pool_layers))
-            )
-        for idxs, (logits, pools) in passes:
+        for idxs, (logits, pools) in self._passes.run(items, pool_layers):
             logp = torch.log_softmax(logits, dim=-1)
             per_answer = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in groups], dim=-1)
             probs[idxs] = torch.softmax(per_answer, dim=-1).cpu().numpy()  # renormalised over the answers
