@@ -6,6 +6,8 @@ The Gemma 3 270M judge scores the same windows of descriptions two ways:
 
 * ours: the engine's score requests, batched (``max_batch`` 8), the fixed prompt head's KV cache reused,
   the score read from the answer probabilities of one forward pass;
+* ours, calibrated: the same through the live ``Judge`` with the shipped calibration, whose probe reads
+  a second, short pass over the report alone (sent with the first);
 * LLMVAD: one window per ``generate`` call asking for a decimal score (8 new tokens at most), the number
   read with a regex (0.1 when none parses); LLMVAD also summarised each window with another 512-token
   generation first, which this leaves out (so the ratio is a lower bound).
@@ -21,10 +23,11 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, generate_now
 from monitor.config import AppConfig
+from pipeline.calibration import JudgeCalibration
 from pipeline.engines.batching import BatchingEngine
 from pipeline.engines.transformers import TransformersModel
 from pipeline.inference import ChatPrompt, ScoreRequest
-from pipeline.judge import format_descriptions, judge_prompt
+from pipeline.judge import Judge, format_descriptions, judge_prompt
 
 TEXTS = [
     "A man walks to the table and sits down.",
@@ -56,6 +59,17 @@ def main() -> None:
 
     t_ours = asyncio.run(ours())
 
+    async def calibrated() -> float:
+        cal = JudgeCalibration.load(ROOT / "calibration" / "gemma3-270m.json")
+        async with BatchingEngine(None, judge=model, max_batch=8, max_wait_ms=20) as engine:
+            live = Judge(engine, cache_size=0, calibration=cal)
+            await live.score(judge, ["warm"])
+            t0 = time.perf_counter()
+            await asyncio.gather(*(live.score(judge, w) for w in windows))
+            return time.perf_counter() - t0
+
+    t_cal = asyncio.run(calibrated())
+
     def llmvad_prompt(w: list[str]) -> ChatPrompt:
         return ChatPrompt(
             "", f"Observations: {format_descriptions(w)}\nRate how anomalous this is from 0.0 to 1.0.\nScore:"
@@ -71,10 +85,11 @@ def main() -> None:
     n = len(windows)
     print(f"{n} windows of 3 descriptions, {args.model.name}")
     print(f"ours (one batched forward pass, cached head)  {1000 * t_ours / n:7.1f} ms a window")
+    print(f"ours, calibrated (+ the probe's short pass)   {1000 * t_cal / n:7.1f} ms a window")
     print(
         f"LLMVAD (generate a number, parse it)          {1000 * t_llmvad / n:7.1f} ms a window  ({parsed}/{n} parsed)"
     )
-    print(f"ours is {t_llmvad / t_ours:.1f}x cheaper")
+    print(f"ours is {t_llmvad / t_ours:.1f}x cheaper ({t_llmvad / t_cal:.1f}x calibrated)")
 
 
 if __name__ == "__main__":

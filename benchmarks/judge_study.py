@@ -227,10 +227,12 @@ def main() -> None:
     folds = group_folds([it.video for it in items])
     for layer in LAYERS:
         for l2 in (10.0, 100.0, 1000.0):
-            results[f"probe layer {layer}, l2={l2:g} (CV)"] = cv_probe(pooled[layer].astype(np.float64), y, folds, l2)
+            results[f"probe layer {layer}, l2={l2:g} (CV)"] = cv_probe(
+                pooled[layer].astype(np.float64), y, folds, l2, balanced=False
+            )
     for layer in (6, 9):
         x = pooled[layer].astype(np.float64)
-        stacked = cv_probe(x, y, folds, 100.0, prompted=base)
+        stacked = cv_probe(x, y, folds, 100.0, prompted=base, balanced=False)
         results[f"probe layer {layer} + default prompt, stacked (CV)"] = stacked
         for alpha in (0.7, 0.5, 0.3):
             results[f"probe layer {layer} + default prompt, stacked, EMA {alpha} (CV)"] = ema(

@@ -4,10 +4,10 @@
     .venv/bin/python -m benchmarks.judge_windows [--data FILE] [--cache DIR]
 
 Scores every text of the development set twice with the Gemma 3 270M judge and the default prompt, alone
-and in a window with its two predecessors (hidden states of layers 3-15 pooled), then evaluates, by 5-fold
-cross-validation across videos, the windows of the live monitor (``live_windows``: each description gets
-the score of the first window holding it, causal EMA over the windows) and the variants of the table.
-Raw scores are kept in ``--cache``.
+and in a window with its two predecessors (hidden states of layers 3-15 pooled), and once as the probe
+prompt (the report alone, layers 5-8), then evaluates, by 5-fold cross-validation across videos, the
+windows of the live monitor (``live_windows``: each description gets the score of the first window holding
+it, causal EMA over the windows) and the variants of the table. Raw scores are kept in ``--cache``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from monitor.offline.judge_eval import (
 )
 from pipeline.calibration import logit
 from pipeline.engines.transformers import TransformersModel
-from pipeline.judge import JudgeSettings, expected_score, judge_prompt
+from pipeline.judge import JudgeSettings, expected_score, judge_prompt, probe_prompt
+from pipeline.prompts import PROBE_PROMPT
 from pipeline.windows import WindowSettings
 
 F = npt.NDArray[np.float64]
@@ -120,6 +121,24 @@ def features(model: TransformersModel, items: list[Labelled], window: int, cache
     return z
 
 
+def probe_prompt_features(model: TransformersModel, items: list[Labelled], cache: Path) -> dict[str, F]:
+    """Pooled hidden states of layers 4-9 of every text in the probe prompt (the report alone)."""
+    path = cache / "probe.npz"
+    if path.exists():
+        return {k: v.astype(np.float64) for k, v in np.load(path).items()}
+    layers = tuple(range(4, 10))
+    out: dict[int, list[np.ndarray]] = {k: [] for k in layers}
+    for a in range(0, len(items), 16):
+        got = score_now(
+            model, [probe_prompt(PROBE_PROMPT, [it.text]) for it in items[a : a + 16]], ("no", "yes"), layers
+        )
+        for k in layers:
+            out[k].append(np.stack([r.pooled[k] for r in got]))
+    z = {f"L{k}": np.concatenate(v).astype(np.float64) for k, v in out.items()}
+    np.savez(path, **z)
+    return z
+
+
 def question_scores(model: TransformersModel, items: list[Labelled], cache: Path) -> dict[str, F]:
     """p(yes) of each few-shot category question for every text alone."""
     path = cache / "questions.npz"
@@ -155,8 +174,11 @@ def main() -> None:
     def sig(v: F) -> F:
         return np.asarray(1 / (1 + np.exp(-v)), dtype=np.float64)
 
-    def stacked(z: dict[str, F], *layers: int, l2: float = 100.0) -> F:
-        return cv_probe(np.hstack([z[f"L{k}"] for k in layers]), y, folds, l2, prompted=z["scores"])
+    def stacked(z: dict[str, F], *layers: int | str, l2: float = 100.0, balanced: bool = False) -> F:
+        """The probe on ``z``'s layers stacked with the prompted score of the same texts (the probe prompt's
+        features with the default prompt's score of the text alone)."""
+        x = np.hstack([z[f"L{k}"] for k in layers])
+        return cv_probe(x, y, folds, l2, prompted=z.get("scores", z1["scores"]), balanced=balanced)
 
     rows: list[tuple[str, F]] = []
     o1, o3 = stacked(z1, 6), stacked(z3, 6)
@@ -189,7 +211,7 @@ def main() -> None:
         rows.append((f"1 / 1: probe layer {layer}", ema(sig(stacked(z1, layer)))))
     for layers, l2 in (((6, 9), 100.0), ((6, 9), 300.0), ((3, 6, 9), 300.0), ((3, 6, 9, 12), 300.0)):
         rows.append((f"1 / 1: layers {'+'.join(map(str, layers))}, l2 {l2:g}", ema(sig(stacked(z1, *layers, l2=l2)))))
-    both = cv_probe(np.hstack([z1["L6"], z3["L6"]]), y, folds, 100.0, prompted=z1["scores"])
+    both = cv_probe(np.hstack([z1["L6"], z3["L6"]]), y, folds, 100.0, prompted=z1["scores"], balanced=False)
     rows.append(("1 / 1: single + window-of-3 features", ema(sig(both))))
     rows.append(
         ("1 / 1: single + window-of-3 logits averaged, EMA 0.7", smooth_by_video(items, sig((o1 + o3) / 2), 0.7))
@@ -205,8 +227,19 @@ def main() -> None:
     for name, scores in q.items():
         rows.append((f"1 / 1: few-shot question '{name}' alone, no probe", scores))
     rows.append(("1 / 1: the four questions' mean, no probe", qs.mean(axis=1)))
-    mixed = cv_probe(z1["L6"], y, folds, 100.0, prompted=(qs.mean(axis=1) + z1["scores"]) / 2)
+    mixed = cv_probe(z1["L6"], y, folds, 100.0, prompted=(qs.mean(axis=1) + z1["scores"]) / 2, balanced=False)
     rows.append(("1 / 1: probe stacked on the mean of the default prompt and the questions", ema(sig(mixed))))
+    rows.append(("1 / 1: probe layer 6, classes balanced", ema(sig(stacked(z1, 6, balanced=True)))))
+    zp = probe_prompt_features(model, items, args.cache)
+    for layer in (5, 6, 7, 8):
+        rows.append((f"1 / 1: probe prompt, layer {layer}, balanced", ema(sig(stacked(zp, layer, balanced=True)))))
+    zp["Lmean"] = np.mean([zp[f"L{k}"] for k in (5, 6, 7, 8)], axis=0)
+    rows.append(
+        (
+            "1 / 1: probe prompt, mean of layers 5-8, balanced (the default)",
+            ema(sig(stacked(zp, "mean", balanced=True))),
+        )
+    )
     show: Callable[[float | None], str] = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     print("| variant | ROC-AUC | vs normal videos | vs normal parts of anomalous videos |")
     print("| --- | ---: | ---: | ---: |")

@@ -151,7 +151,7 @@ def _calibrate_judge(a: argparse.Namespace) -> int:
         file=a.file,
         config=a.config,
         judge_model=a.judge_model,
-        layer=a.layer,
+        layers=a.layers,
         window=a.window,
         stride=a.stride,
         l2=a.l2,
@@ -160,6 +160,17 @@ def _calibrate_judge(a: argparse.Namespace) -> int:
         output=a.output,
         log_level=a.log_level,
     )
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    """``--layers``: comma-separated layer numbers."""
+    try:
+        layers = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated layer numbers: {text!r}") from None
+    if not layers or min(layers) < 0:
+        raise argparse.ArgumentTypeError(f"not comma-separated layer numbers: {text!r}")
+    return tuple(dict.fromkeys(layers))
 
 
 def _command(
@@ -251,7 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = _command(sub, "calibrate-judge", _calibrate_judge, "fit a hidden-state probe of the judge")
     cal.add_argument("file", type=Path, metavar="FILE.jsonl", help="lines of video, start, text, label")
-    cal.add_argument("--layer", type=int, default=6, metavar="N", help="hidden layer to probe (default 6)")
+    cal.add_argument(
+        "--layers",
+        type=_layers,
+        default=(5, 6, 7, 8),
+        metavar="N,N",
+        help="hidden layers whose mean the probe reads (default 5,6,7,8)",
+    )
     cal.add_argument("--l2", type=float, default=100.0, help="ridge penalty of the probe (default 100)")
     cal.add_argument("--folds", type=int, default=5, help="cross-validation folds across videos (default 5)")
     cal.add_argument("--output", type=Path, default=Path("judge-calibration.json"), metavar="FILE")

@@ -106,7 +106,7 @@ def load_calibration(cfg: AppConfig, judge: ModelInfo) -> JudgeCalibration | Non
             path,
         )
         return None
-    log.info("judge calibrated by %s (layer %d)", path, cal.layer)
+    log.info("judge calibrated by %s (probe on layers %s)", path, ",".join(map(str, cal.layers)))
     return cal
 
 

@@ -1,9 +1,10 @@
-"""A judge calibration: a linear probe on the judge's pooled hidden states, combined with the prompted
-score (fitted offline by ``monitor calibrate-judge``; JSON, never a pickle)."""
+"""A judge calibration: a linear probe on the judge's pooled hidden states of the report alone, combined
+with the prompted score (fitted offline by ``monitor calibrate-judge``; JSON, never a pickle)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 F = npt.NDArray[np.float64]
-FORMAT = "llmvad-judge-calibration/2"
+FORMAT = "llmvad-judge-calibration/3"
+EARLIER = ("llmvad-judge-calibration/1", "llmvad-judge-calibration/2")
 
 
 def logit(p: F) -> F:
@@ -20,13 +22,21 @@ def logit(p: F) -> F:
     return np.asarray(np.log(p / (1 - p)), dtype=np.float64)
 
 
+def layer_mean(pooled: Mapping[int, npt.NDArray[np.floating[Any]]], layers: Sequence[int]) -> F:
+    """The mean over ``layers`` of one pass's pooled hidden states: a probe's input."""
+    return np.asarray(np.mean([np.asarray(pooled[k], dtype=np.float64) for k in layers], axis=0), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class JudgeCalibration:
-    """A probe on mean-pooled hidden states of one layer, combined with the prompted score:
+    """A probe on the hidden states of ``probe_prompt`` (the window's report without the judge prompt's
+    examples), mean-pooled over its tokens and averaged over ``layers``, combined with the prompted score:
     ``score = sigmoid(a * probe_logit + b * logit(prompted) + c)``."""
 
     model: str
-    layer: int
+    layers: tuple[int, ...]
+    probe_prompt: str
+    """The template ({context}, {descriptions}) of the text the probe reads, in a pass of its own."""
     mean: F
     scale: F
     weights: F
@@ -50,13 +60,19 @@ class JudgeCalibration:
             "with monitor calibrate-judge"
         )
 
-    def probe_logit(self, pooled: npt.NDArray[np.floating[Any]]) -> F:
-        z = (np.asarray(pooled, dtype=np.float64) - self.mean) / self.scale
+    def features(self, pooled: Mapping[int, npt.NDArray[np.floating[Any]]]) -> F:
+        """The probe's input from the pooled hidden states of the probe prompt's pass."""
+        return layer_mean(pooled, self.layers)
+
+    def probe_logit(self, features: npt.NDArray[np.floating[Any]]) -> F:
+        z = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
         return np.asarray(z @ self.weights + self.bias, dtype=np.float64)
 
-    def score(self, pooled: npt.NDArray[np.floating[Any]], prompted: F) -> F:
+    def score(self, features: npt.NDArray[np.floating[Any]], prompted: F) -> F:
+        """Calibrated scores from the probe's :meth:`features` and the prompted scores."""
         a, b, c = self.combine
-        return np.asarray(1.0 / (1.0 + np.exp(-(a * self.probe_logit(pooled) + b * logit(prompted) + c))))
+        z = a * self.probe_logit(features) + b * logit(prompted) + c
+        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0))))
 
     def save(self, path: Path) -> None:
         path.write_text(
@@ -64,7 +80,8 @@ class JudgeCalibration:
                 {
                     "format": FORMAT,
                     "model": self.model,
-                    "layer": self.layer,
+                    "layers": list(self.layers),
+                    "probe_prompt": self.probe_prompt,
                     "mean": self.mean.tolist(),
                     "scale": self.scale.tolist(),
                     "weights": self.weights.tolist(),
@@ -85,9 +102,9 @@ class JudgeCalibration:
             d = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: not a readable calibration file ({exc})") from None
-        if isinstance(d, dict) and d.get("format") == "llmvad-judge-calibration/1":
+        if isinstance(d, dict) and d.get("format") in EARLIER:
             raise ValueError(
-                f"{path}: written by an earlier version, it does not say which windows it was fitted for; "
+                f"{path}: written by an earlier version (its probe reads other hidden states); "
                 "fit it again with monitor calibrate-judge"
             )
         if not isinstance(d, dict) or d.get("format") != FORMAT:
@@ -98,11 +115,17 @@ class JudgeCalibration:
                 raise ValueError("mean, scale and weights differ in shape")
             a, b, c = (float(x) for x in d["combine"])
             windows = (int(d["windows"]["size"]), int(d["windows"]["stride"]))
+            layers = tuple(int(k) for k in d["layers"])
+            if not layers:
+                raise ValueError("layers is empty")
+            if not isinstance(d["probe_prompt"], str) or "{descriptions}" not in d["probe_prompt"]:
+                raise ValueError("probe_prompt must be a template with {descriptions}")
             if not 1 <= windows[1] <= windows[0]:
                 raise ValueError(f"windows {windows} are not a size and a stride with 1 <= stride <= size")
             return cls(
                 str(d["model"]),
-                int(d["layer"]),
+                layers,
+                d["probe_prompt"],
                 mean,
                 scale,
                 w,

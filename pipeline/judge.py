@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -136,17 +136,30 @@ class Smoother:
 
 
 class Calibration(Protocol):
-    """A fitted correction of the prompted score from the judge's hidden states (monitor.offline.calibration)."""
+    """A fitted correction of the prompted score from the judge's hidden states of a probe prompt
+    (:class:`pipeline.calibration.JudgeCalibration`)."""
 
     @property
-    def layer(self) -> int: ...
+    def layers(self) -> tuple[int, ...]: ...
+
+    @property
+    def probe_prompt(self) -> str:
+        """The template of the text whose hidden states the probe reads."""
+        ...
 
     @property
     def prompt(self) -> str:
         """The :attr:`JudgeSettings.prompt_hash` it was fitted with."""
         ...
 
-    def score(self, pooled: npt.NDArray[np.floating[Any]], prompted: npt.NDArray[np.float64]) -> Any: ...
+    def features(self, pooled: Mapping[int, npt.NDArray[np.floating[Any]]]) -> Any: ...
+
+    def score(self, features: npt.NDArray[np.floating[Any]], prompted: npt.NDArray[np.float64]) -> Any: ...
+
+
+def probe_prompt(template: str, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
+    """A calibration's probe text for one window (no instructions, nothing shared with the judge prompt)."""
+    return ChatPrompt("", fill(template, descriptions, context))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +176,8 @@ class Judge:
 
     Scores are remembered per prompt (an LRU of ``cache_size``), and a window that is already being
     scored is not sent twice: a static scene costs one forward pass, however many windows repeat it.
-    The calibration applies to windows judged with the prompt it was fitted for.
+    The calibration applies to windows judged with the prompt it was fitted for; its probe reads the hidden
+    states of a second, short prompt sent with the first (the client batches them).
     """
 
     def __init__(self, models: ModelClient, *, cache_size: int = 512, calibration: Calibration | None = None) -> None:
@@ -178,15 +192,17 @@ class Judge:
         return cal if cal is not None and cal.prompt in ("", settings.prompt_hash) else None
 
     async def score(self, settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> Verdict:
-        """Anomaly score in [0, 1] of one window (one forward pass, or a cache hit)."""
+        """Anomaly score in [0, 1] of one window (one forward pass, two with a calibration, or a cache hit)."""
         prompt = judge_prompt(settings, descriptions, context)
-        return await self.score_prompt(prompt, settings.answers, self._calibration_for(settings))
+        cal = self._calibration_for(settings)
+        probe = None if cal is None else (cal, probe_prompt(cal.probe_prompt, descriptions, context))
+        return await self.score_prompt(prompt, settings.answers, probe)
 
     async def score_prompt(
-        self, prompt: ChatPrompt, answers: tuple[str, ...], calibration: Calibration | None = None
+        self, prompt: ChatPrompt, answers: tuple[str, ...], probe: tuple[Calibration, ChatPrompt] | None = None
     ) -> Verdict:
         """The probability-weighted rank of ``answers`` after ``prompt`` (a rule's question, the anomaly
-        prompt), calibrated when given; identical prompts are scored once."""
+        prompt), calibrated by the probe's pass when given; identical prompts are scored once."""
         key = (prompt, answers)
         known = self._cache.get(key)
         if known is not None:
@@ -198,10 +214,16 @@ class Judge:
             self._cache[key] = fut
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        cal = calibration
         try:
-            layers = (cal.layer,) if cal is not None else ()
-            result = await self.models.score(ScoreRequest(prompt, answers, layers))
+            asked = self.models.score(ScoreRequest(prompt, answers, ()))
+            if probe is None:
+                result = await asked
+                value = float(expected_score(result.probs)[0])
+            else:
+                cal, text = probe
+                result, seen = await asyncio.gather(asked, self.models.score(ScoreRequest(text, answers, cal.layers)))
+                prompted = expected_score(result.probs)
+                value = float(cal.score(np.asarray(cal.features(seen.pooled))[None, :], prompted)[0])
         except BaseException as exc:
             if self._cache.get(key) is fut:
                 del self._cache[key]
@@ -211,9 +233,6 @@ class Judge:
                 fut.set_exception(exc)
                 fut.exception()  # retrieved here; other waiters get it too
             raise
-        value = float(expected_score(result.probs)[0])
-        if cal is not None:
-            value = float(cal.score(result.pooled[cal.layer][None, :], np.array([value]))[0])
         verdict = Verdict(value, result.exact)
         fut.set_result(verdict)
         return verdict

@@ -51,6 +51,10 @@ Anomaly: yes
 JUDGE_TARGET = "{context}Report: {descriptions}\nAnomaly:"
 DEFAULT_JUDGE_PROMPT = JUDGE_EXAMPLES_MORE + JUDGE_EXAMPLES_BASIC + JUDGE_TARGET
 """The judge prompt: 12 examples (docs/judge.md), then the window's report."""
+PROBE_PROMPT = DEFAULT_JUDGE_SYSTEM + "\n\n{context}Report: {descriptions}\nAnomaly:"
+"""The text a judge calibration's probe reads, in a pass of its own, its hidden states mean-pooled over all
+of it: the instructions and the report without the examples, whose states rank better than the few-shot
+prompt's (docs/judge.md)."""
 DEFAULT_EXPLAIN_PROMPT = (
     "{context}Camera observations, oldest first:\n{descriptions}\n\n"
     "In one short sentence, say what is anomalous here and why it matters."

@@ -12,7 +12,10 @@ import pytest
 
 from monitor.config import ConfigError, load
 from monitor.offline.calibrate import cv_probe, fit_calibration, fit_logistic, group_folds
-from pipeline.calibration import JudgeCalibration
+from pipeline.calibration import FORMAT, JudgeCalibration, layer_mean
+from pipeline.inference import ScoreRequest
+from pipeline.judge import Judge, JudgeSettings, expected_score, judge_prompt, probe_prompt
+from pipeline.prompts import PROBE_PROMPT
 from tests.helpers.media import make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,19 +31,35 @@ def test_logistic_regression_recovers_a_separating_direction() -> None:
     assert len(set(folds)) == 5 and all(len(set(folds[i : i + 10])) == 1 for i in range(0, 400, 10))
     oof = cv_probe(x, y, folds, 0.1)
     assert ((oof > 0) == y).mean() > 0.9
-    cal = fit_calibration(x, np.clip(y * 0.6 + 0.2, 0, 1), y, folds, model="m", layer=3)
+    cal = fit_calibration(x, np.clip(y * 0.6 + 0.2, 0, 1), y, folds, model="m", layers=(3,), probe_prompt=PROBE_PROMPT)
     assert cal.score(x, np.full(400, 0.5)).shape == (400,)
+    # balanced classes: a rare class is not drowned by the common one
+    rare = np.arange(400) < 40
+    xr = x + rare[:, None] * np.array([1.0, 0, 0, 0, 0])
+    wb, bb = fit_logistic(xr, rare, l2=0.1, balanced=True)
+    wu, bu = fit_logistic(xr, rare, l2=0.1)
+    assert ((xr @ wb + bb > 0) == rare)[rare].mean() > ((xr @ wu + bu > 0) == rare)[rare].mean()
 
 
 def test_calibration_file_round_trip_and_errors(tmp_path: Path) -> None:
     cal = JudgeCalibration(
-        "m", 9, np.zeros(4), np.ones(4), np.arange(4.0), 0.5, (1.0, 0.5, -0.1), "note", windows=(3, 2)
+        "m",
+        (8, 9),
+        PROBE_PROMPT,
+        np.zeros(4),
+        np.ones(4),
+        np.arange(4.0),
+        0.5,
+        (1.0, 0.5, -0.1),
+        "note",
+        windows=(3, 2),
     )
     path = tmp_path / "cal.json"
     cal.save(path)
     back = JudgeCalibration.load(path)
-    assert back.layer == 9 and list(back.weights) == [0, 1, 2, 3] and back.combine == (1.0, 0.5, -0.1)
-    assert back.windows == (3, 2)
+    assert back.layers == (8, 9) and list(back.weights) == [0, 1, 2, 3] and back.combine == (1.0, 0.5, -0.1)
+    assert back.windows == (3, 2) and back.probe_prompt == PROBE_PROMPT
+    assert list(back.features({8: np.ones(4), 9: np.full(4, 3.0)})) == [2.0] * 4
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[judge]\ncalibration = "{path.name}"\n[windows]\nsize = 3\nstride = 2\n')
     assert load(cfg).judge.calibration == path
@@ -58,14 +77,20 @@ def test_calibration_file_round_trip_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(cfg)
     assert [k for k, _ in info.value.problems] == ["cameras.b.windows"]
-    # a file of the first format does not say its windows: refused, saying to fit it again
-    old = json.loads(path.read_text())
-    old["format"] = "llmvad-judge-calibration/1"
-    del old["windows"]
-    path.write_text(json.dumps(old))
+    # files of the earlier formats (no windows; a probe on the judge prompt's own states): refused, saying
+    # to fit them again
+    for fmt in ("llmvad-judge-calibration/1", "llmvad-judge-calibration/2"):
+        old = json.loads(path.read_text())
+        old["format"] = fmt
+        path.write_text(json.dumps(old))
+        with pytest.raises(ConfigError) as info:
+            load(cfg)
+        assert "fit it again" in info.value.problems[0][1]
+    bad = {**json.loads(path.read_text()), "format": FORMAT, "probe_prompt": "no placeholder"}
+    path.write_text(json.dumps(bad))
     with pytest.raises(ConfigError) as info:
         load(cfg)
-    assert "fit it again" in info.value.problems[0][1]
+    assert "probe_prompt" in info.value.problems[0][1]
     path.write_text('{"format": "something else"}')
     with pytest.raises(ConfigError) as info:
         load(cfg)
@@ -95,8 +120,8 @@ def test_calibrate_then_run_with_the_calibration(
             str(data),
             "--judge-model",
             str(judge_270m),
-            "--layer",
-            "6",
+            "--layers",
+            "5,6",
             "--window",
             "2",
             "--stride",
@@ -120,7 +145,7 @@ def test_calibrate_then_run_with_the_calibration(
     assert all(" roc_auc=" in ln for ln in lines[:3])
     assert f'calibration = "{out}"' in r.stdout
     cal = JudgeCalibration.load(out)
-    assert cal.layer == 6 and cal.mean.shape == (640,) and cal.windows == (2, 1)
+    assert cal.layers == (5, 6) and cal.mean.shape == (640,) and cal.windows == (2, 1)
     # the pipeline scores with it, in the windows it was fitted for
     clip = make_clip(tmp_path / "c.mp4", seconds=2)
     cfg = tmp_path / "c.toml"
@@ -154,3 +179,29 @@ def test_calibrate_then_run_with_the_calibration(
         if '"kind": "score"' in x
     ]
     assert scores and all(0.0 <= s <= 1.0 for s in scores)
+
+
+@pytest.mark.slow
+async def test_a_calibrated_judge_reads_the_probe_prompt_in_a_pass_of_its_own(judge_270m: Path) -> None:
+    """The calibrated score is the probe on the hidden states of the report alone (the probe prompt's own
+    pass, sent with the judge prompt's), combined with the prompted score: not the judge prompt's states."""
+    from monitor.config import validate
+    from monitor.models import batching_engine
+    from pipeline.engines.transformers import TransformersModel
+
+    settings = JudgeSettings()
+    text = ["A man in a mask breaks the shop window with a hammer."]
+    cfg = validate({"judge": {"model": str(judge_270m)}}, env={})
+    models = batching_engine(cfg, None, TransformersModel(str(judge_270m), device="cpu"))
+    async with models:
+        asked = await models.score(ScoreRequest(judge_prompt(settings, text), settings.answers, (5, 6)))
+        probe = await models.score(ScoreRequest(probe_prompt(PROBE_PROMPT, text), settings.answers, (5, 6)))
+        # a probe that tells the two passes' states apart: centred between them, along their difference
+        a, b = (layer_mean(r.pooled, (5, 6)) for r in (probe, asked))
+        w = np.random.default_rng(1).normal(size=640) * 0.05
+        cal = JudgeCalibration("m", (5, 6), PROBE_PROMPT, (a + b) / 2, np.abs(a - b) + 1e-3, w, 0.2, (1.0, 0.8, -0.3))
+        verdict = await Judge(models, calibration=cal).score(settings, text)
+    prompted = expected_score(asked.probs)
+    assert probe_prompt(PROBE_PROMPT, text).user.endswith("\n\nReport: " + text[0] + "\nAnomaly:")
+    assert np.isclose(verdict.score, cal.score(cal.features(probe.pooled)[None, :], prompted)[0], atol=1e-5)
+    assert not np.isclose(verdict.score, cal.score(cal.features(asked.pooled)[None, :], prompted)[0], atol=1e-3)

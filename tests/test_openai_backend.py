@@ -86,9 +86,9 @@ async def test_llama_cpp_ranks_the_dev_set_like_the_transformers_judge(
     cfg = validate({"judge": {"model": str(judge_270m)}, "model": {"max_batch": 8}}, env={})
     local = batching_engine(cfg, None, TransformersModel(str(judge_270m), device="cpu"))
     async with local:
-        ref, _ = await score_items(local, JUDGE, items)
+        ref = await score_items(local, JUDGE, items)
     async with client(llama, max_concurrency=1) as remote:
-        got, _ = await score_items(remote, JUDGE, items)
+        got = await score_items(remote, JUDGE, items)
     y = np.array([it.label for it in items])
     live_ref, live_got = (smooth_by_video(items, s, JUDGE.smoothing) for s in (ref, got))
     rho, rho_raw = spearman(live_ref, live_got), spearman(ref, got)

@@ -15,7 +15,14 @@ from monitor.config import AppConfig
 from monitor.logs import setup_logging
 from monitor.models import build_client, load_calibration
 from monitor.offline.annotations import AnnotationError, Format, read_annotations
-from monitor.offline.judge_eval import live_windows, read_labelled, report, score_windows, smooth_windows
+from monitor.offline.judge_eval import (
+    live_windows,
+    probe_features,
+    read_labelled,
+    report,
+    score_windows,
+    smooth_windows,
+)
 from monitor.options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -26,6 +33,7 @@ from monitor.options import (
     load_config,
     with_overrides,
 )
+from pipeline.prompts import PROBE_PROMPT
 from pipeline.windows import WindowSettings
 
 
@@ -218,10 +226,9 @@ def eval_judge(
     async def main() -> np.ndarray:
         async with models:
             with tqdm(total=len(live.windows), desc="judging", unit="window", file=sys.stderr, disable=None) as bar:
-                scored, _ = await score_windows(
+                return await score_windows(
                     models, cfg.judge, live.texts(items), calibration=calibration, progress=bar.update
                 )
-        return scored
 
     scores = asyncio.run(main())
     steps = ["calibrated" if calibration is not None else "prompted"]
@@ -241,7 +248,7 @@ def calibrate_judge(
     file: Path,
     config: Path | None,
     judge_model: str | None,
-    layer: int,
+    layers: tuple[int, ...],
     window: int | None,
     stride: int | None,
     l2: float,
@@ -268,16 +275,18 @@ def calibrate_judge(
     if not models.judge.hidden_states:
         return fail(f"judge {models.judge.name} gives no hidden states: calibration needs an in-process judge")
 
-    async def main() -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    async def main() -> tuple[np.ndarray, np.ndarray]:
+        texts = live.texts(items)
         async with models:
-            with tqdm(total=len(live.windows), desc="judging", unit="window", file=sys.stderr, disable=None) as bar:
-                return await score_windows(
-                    models, cfg.judge, live.texts(items), pool_layers=(layer,), progress=bar.update
+            with tqdm(total=2 * len(texts), desc="judging", unit="pass", file=sys.stderr, disable=None) as bar:
+                return await asyncio.gather(
+                    score_windows(models, cfg.judge, texts, progress=bar.update),
+                    probe_features(models, PROBE_PROMPT, layers, texts, progress=bar.update),
                 )
 
-    by_window, pooled = asyncio.run(main())
-    # one row per description: the features and prompted score of the first window holding it
-    x = pooled[layer].astype(np.float64)[live.first]
+    by_window, features = asyncio.run(main())
+    # one row per description: the probe's features and prompted score of the first window holding it
+    x = features[live.first]
     prompted = by_window[live.first]
     fold_of = group_folds([it.video for it in items], folds)
     calibrated = 1 / (1 + np.exp(-cv_probe(x, y, fold_of, l2, prompted=prompted)))
@@ -302,7 +311,8 @@ def calibrate_judge(
         y,
         fold_of,
         model=models.judge.name,
-        layer=layer,
+        layers=layers,
+        probe_prompt=PROBE_PROMPT,
         l2=l2,
         note=f"fitted on {file.name}: {len(items)} texts, {len(videos)} videos",
         fingerprint=models.judge.fingerprint,

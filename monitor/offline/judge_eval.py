@@ -6,17 +6,21 @@ import asyncio
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from monitor.offline.ranking import average_precision, roc_auc
-from pipeline.inference import ChatPrompt, ModelClient, ScoreRequest, ScoreResult
-from pipeline.judge import Calibration, JudgeSettings, Smoother, expected_score, judge_prompt
+from pipeline.calibration import layer_mean
+from pipeline.inference import ModelClient, ScoreRequest
+from pipeline.judge import Calibration, Judge, JudgeSettings, Smoother, probe_prompt
 from pipeline.windows import SlidingWindows, WindowSettings
+
+T = TypeVar("T")
 
 
 class DataError(Exception):
@@ -136,20 +140,32 @@ async def score_items(
     window: int = 1,
     context: str | None = None,
     calibration: Calibration | None = None,
-    pool_layers: Sequence[int] = (),
     progress: Callable[[int], None] | None = None,
-) -> tuple[npt.NDArray[np.float64], dict[int, npt.NDArray[np.float32]]]:
+) -> npt.NDArray[np.float64]:
     """The judge's score for every item, its text preceded by up to ``window - 1`` earlier texts of its
     video (see :func:`score_windows`)."""
     return await score_windows(
-        models,
-        settings,
-        window_texts(items, window),
-        context=context,
-        calibration=calibration,
-        pool_layers=pool_layers,
-        progress=progress,
+        models, settings, window_texts(items, window), context=context, calibration=calibration, progress=progress
     )
+
+
+async def _each(
+    windows: Sequence[Sequence[str]],
+    one: Callable[[Sequence[str]], Awaitable[T]],
+    progress: Callable[[int], None] | None,
+    max_inflight: int,
+) -> list[T]:
+    """``one`` of every window, at most ``max_inflight`` at a time; all go out together, so the client batches."""
+    slots = asyncio.Semaphore(max_inflight)
+
+    async def bounded(texts: Sequence[str]) -> T:
+        async with slots:
+            out = await one(texts)
+        if progress is not None:
+            progress(1)
+        return out
+
+    return list(await asyncio.gather(*(bounded(w) for w in windows)))
 
 
 async def score_windows(
@@ -159,29 +175,34 @@ async def score_windows(
     *,
     context: str | None = None,
     calibration: Calibration | None = None,
-    pool_layers: Sequence[int] = (),
     progress: Callable[[int], None] | None = None,
     max_inflight: int = 256,
-) -> tuple[npt.NDArray[np.float64], dict[int, npt.NDArray[np.float32]]]:
-    """The judge's score for every window of texts (calibrated when given) and the pooled hidden states
-    of ``pool_layers``, from one forward pass per window; requests go out together, so the client batches."""
-    prompts = [judge_prompt(settings, texts, context) for texts in windows]
-    layers = tuple(dict.fromkeys([*pool_layers, *([calibration.layer] if calibration is not None else [])]))
-    slots = asyncio.Semaphore(max_inflight)
+) -> npt.NDArray[np.float64]:
+    """The judge's score for every window of texts, as the live monitor's :class:`Judge` gives it (calibrated
+    when given)."""
+    judge = Judge(models, cache_size=0, calibration=calibration)
+    verdicts = await _each(windows, lambda texts: judge.score(settings, texts, context), progress, max_inflight)
+    return np.asarray([v.score for v in verdicts], dtype=np.float64)
 
-    async def one(prompt: ChatPrompt) -> ScoreResult:
-        async with slots:
-            result = await models.score(ScoreRequest(prompt, settings.answers, layers))
-        if progress is not None:
-            progress(1)
-        return result
 
-    results = await asyncio.gather(*(one(p) for p in prompts))
-    scores = np.asarray([expected_score(r.probs)[0] for r in results], dtype=np.float64)
-    stacked = {layer: np.stack([r.pooled[layer] for r in results]) for layer in layers}
-    if calibration is not None:
-        scores = np.asarray(calibration.score(stacked[calibration.layer], scores), dtype=np.float64)
-    return scores, stacked
+async def probe_features(
+    models: ModelClient,
+    template: str,
+    layers: Sequence[int],
+    windows: Sequence[Sequence[str]],
+    *,
+    context: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    max_inflight: int = 256,
+) -> npt.NDArray[np.float64]:
+    """For every window, the hidden states of the probe text ``template`` (mean-pooled over its tokens,
+    averaged over ``layers``): what a calibration's probe reads."""
+
+    async def one(texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        result = await models.score(ScoreRequest(probe_prompt(template, texts, context), ("no", "yes"), tuple(layers)))
+        return layer_mean(result.pooled, layers)
+
+    return np.stack(await _each(windows, one, progress, max_inflight))
 
 
 def smooth_by_video(
