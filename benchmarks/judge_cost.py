@@ -7,7 +7,7 @@ The Gemma 3 270M judge scores the same windows of descriptions two ways:
 * ours: the engine's score requests, batched (``max_batch`` 8), the fixed prompt head's KV cache reused,
   the score read from the answer probabilities of one forward pass;
 * ours, calibrated: the same through the live ``Judge`` with the shipped calibration, whose probe reads
-  a second, short pass over the report alone (sent with the first);
+  a second, short pass over the report without the examples (sent with the first);
 * LLMVAD: one window per ``generate`` call asking for a decimal score (8 new tokens at most), the number
   read with a regex (0.1 when none parses); LLMVAD also summarised each window with another 512-token
   generation first, which this leaves out (so the ratio is a lower bound).

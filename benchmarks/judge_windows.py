@@ -5,9 +5,10 @@
 
 Scores every text of the development set twice with the Gemma 3 270M judge and the default prompt, alone
 and in a window with its two predecessors (hidden states of layers 3-15 pooled), and once as the probe
-prompt (the report alone, layers 5-8), then evaluates, by 5-fold cross-validation across videos, the
-windows of the live monitor (``live_windows``: each description gets the score of the first window holding
-it, causal EMA over the windows) and the variants of the table. Raw scores are kept in ``--cache``.
+prompt (the instructions and the report, no examples; layers 4-9), then evaluates, by 5-fold
+cross-validation across videos, the windows of the live monitor (``live_windows``: each description gets
+the score of the first window holding it, causal EMA over the windows) and the variants of the table. Raw
+scores are kept in ``--cache``.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def features(model: TransformersModel, items: list[Labelled], window: int, cache
 
 
 def probe_prompt_features(model: TransformersModel, items: list[Labelled], cache: Path) -> dict[str, F]:
-    """Pooled hidden states of layers 4-9 of every text in the probe prompt (the report alone)."""
+    """Pooled hidden states of layers 4-9 of every text in the probe prompt (instructions and report, no examples)."""
     path = cache / "probe.npz"
     if path.exists():
         return {k: v.astype(np.float64) for k, v in np.load(path).items()}

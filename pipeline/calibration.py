@@ -1,5 +1,6 @@
-"""A judge calibration: a linear probe on the judge's pooled hidden states of the report alone, combined
-with the prompted score (fitted offline by ``monitor calibrate-judge``; JSON, never a pickle)."""
+"""A judge calibration: a linear probe on the judge's pooled hidden states of the instructions and the
+report without the examples, combined with the prompted score (fitted offline by ``monitor
+calibrate-judge``; JSON, never a pickle)."""
 
 from __future__ import annotations
 

@@ -183,7 +183,7 @@ def test_calibrate_then_run_with_the_calibration(
 
 @pytest.mark.slow
 async def test_a_calibrated_judge_reads_the_probe_prompt_in_a_pass_of_its_own(judge_270m: Path) -> None:
-    """The calibrated score is the probe on the hidden states of the report alone (the probe prompt's own
+    """The calibrated score is the probe on the hidden states of the report without the examples (the probe prompt's own
     pass, sent with the judge prompt's), combined with the prompted score: not the judge prompt's states."""
     from monitor.config import validate
     from monitor.models import batching_engine
