@@ -39,6 +39,15 @@ def test_logistic_regression_recovers_a_separating_direction() -> None:
     wb, bb = fit_logistic(xr, rare, l2=0.1, balanced=True)
     wu, bu = fit_logistic(xr, rare, l2=0.1)
     assert ((xr @ wb + bb > 0) == rare)[rare].mean() > ((xr @ wu + bu > 0) == rare)[rare].mean()
+    # per-item weights: the class-share weights given explicitly fit the same model; weighing some items
+    # up pulls the fit towards getting them right
+    share = rare.mean()
+    ws, bs = fit_logistic(xr, rare, l2=0.1, sample_weight=np.where(rare, 0.5 / share, 0.5 / (1 - share)))
+    assert np.allclose(ws, wb) and np.isclose(bs, bb)
+    heavy = np.where(rare, 20.0, 1.0)
+    wh, bh = fit_logistic(xr, rare, l2=0.1, sample_weight=heavy)
+    assert ((xr @ wh + bh > 0) == rare)[rare].mean() >= ((xr @ wu + bu > 0) == rare)[rare].mean()
+    assert not np.allclose(cv_probe(xr, rare, folds, 0.1, sample_weight=heavy), cv_probe(xr, rare, folds, 0.1))
 
 
 def test_calibration_file_round_trip_and_errors(tmp_path: Path) -> None:

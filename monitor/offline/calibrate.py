@@ -12,10 +12,17 @@ F = npt.NDArray[np.float64]
 
 
 def fit_logistic(
-    x: F, y: npt.NDArray[np.bool_], *, l2: float = 1.0, iters: int = 50, balanced: bool = False
+    x: F,
+    y: npt.NDArray[np.bool_],
+    *,
+    l2: float = 1.0,
+    iters: int = 50,
+    balanced: bool = False,
+    sample_weight: F | None = None,
 ) -> tuple[F, float]:
     """L2-regularised logistic regression by Newton's method; returns (weights, bias). ``balanced`` weighs
-    each class by the inverse of its share, so the rare anomalies count as much as the normal texts."""
+    each class by the inverse of its share, so the rare anomalies count as much as the normal texts;
+    ``sample_weight`` gives each item its own weight instead."""
     n, d = x.shape
     xb = np.hstack([x, np.ones((n, 1))])
     w = np.zeros(d + 1)
@@ -23,7 +30,12 @@ def fit_logistic(
     reg[-1] = 0.0  # no penalty on the bias
     t = y.astype(np.float64)
     share = t.mean()
-    sw = np.where(y, 0.5 / share, 0.5 / (1 - share)) if balanced and 0 < share < 1 else np.ones(n)
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+    elif balanced and 0 < share < 1:
+        sw = np.where(y, 0.5 / share, 0.5 / (1 - share))
+    else:
+        sw = np.ones(n)
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -30, 30)))
         grad = xb.T @ (sw * (p - t)) + reg * w
@@ -52,21 +64,24 @@ def cv_probe(
     prompted: F | None = None,
     *,
     balanced: bool = True,
+    sample_weight: F | None = None,
 ) -> F:
     """Out-of-fold logits of the probe or, with ``prompted``, of its stacking with the prompted score's logit
     (whose two weights are fitted on out-of-fold probe logits inside each training part); classes balanced
-    unless told otherwise."""
+    unless told otherwise, or each item weighed by ``sample_weight``."""
     out = np.empty(len(y))
     for f in np.unique(folds):
         tr, te = folds != f, folds == f
         mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
-        w, b = fit_logistic((x[tr] - mu) / sd, y[tr], l2=l2, balanced=balanced)
+        sw = None if sample_weight is None else sample_weight[tr]
+        w, b = fit_logistic((x[tr] - mu) / sd, y[tr], l2=l2, balanced=balanced, sample_weight=sw)
         probe_te = ((x[te] - mu) / sd) @ w + b
         if prompted is None:
             out[te] = probe_te
             continue
-        inner = cv_probe(x[tr], y[tr], folds[tr], l2, balanced=balanced)
-        cw, cb = fit_logistic(np.column_stack([inner, logit(prompted[tr])]), y[tr], l2=1e-3, balanced=balanced)
+        inner = cv_probe(x[tr], y[tr], folds[tr], l2, balanced=balanced, sample_weight=sw)
+        stack = np.column_stack([inner, logit(prompted[tr])])
+        cw, cb = fit_logistic(stack, y[tr], l2=1e-3, balanced=balanced, sample_weight=sw)
         out[te] = np.column_stack([probe_te, logit(prompted[te])]) @ cw + cb
     return out
 
