@@ -57,8 +57,13 @@ def describe_now(model: BatchModel, images: Sequence[np.ndarray], prompt: str, m
 def score_now(
     model: BatchModel, prompts: Sequence[ChatPrompt], answers: Sequence[str], layers: Sequence[int] = ()
 ) -> list[ScoreResult]:
-    batch = [model.prepare(ScoreRequest(p, tuple(answers), tuple(layers))) for p in prompts]
-    return model.score(batch, answers, layers)
+    return score_requests(model, [ScoreRequest(p, tuple(answers), tuple(layers)) for p in prompts])
+
+
+def score_requests(model: BatchModel, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+    """Score requests that share their answers and layers, in one batch."""
+    first = requests[0]
+    return model.score([model.prepare(r) for r in requests], first.answers, first.pool_layers)
 
 
 def probs_now(model: BatchModel, prompts: Sequence[ChatPrompt], answers: Sequence[str]) -> np.ndarray:

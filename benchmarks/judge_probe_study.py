@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import ROOT, score_now
+from benchmarks.common import ROOT, score_requests
 from benchmarks.judge_windows import features
 from monitor.offline.calibrate import cv_probe, group_folds
 from monitor.offline.judge_eval import Labelled, read_labelled, report, smooth_by_video
 from pipeline.calibration import logit
 from pipeline.engines.transformers import TransformersModel
-from pipeline.judge import probe_prompt
+from pipeline.judge import probe_request
 from pipeline.prompts import PROBE_PROMPT
 
 F = npt.NDArray[np.float64]
@@ -52,7 +52,7 @@ def wording_features(model: TransformersModel, items: list[Labelled], template: 
     pooled: dict[int, list[np.ndarray]] = {k: [] for k in LAYERS}
     yes: list[float] = []
     for a in range(0, len(items), 16):
-        got = score_now(model, [probe_prompt(template, [it.text]) for it in items[a : a + 16]], ("no", "yes"), LAYERS)
+        got = score_requests(model, [probe_request(template, LAYERS, [it.text]) for it in items[a : a + 16]])
         yes += [float(r.probs[1]) for r in got]
         for k in LAYERS:
             pooled[k].append(np.stack([r.pooled[k] for r in got]))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import ROOT, score_now
+from benchmarks.common import ROOT, score_now, score_requests
 from monitor.offline.calibrate import cv_probe, fit_logistic, group_folds
 from monitor.offline.judge_eval import (
     Labelled,
@@ -35,7 +35,7 @@ from monitor.offline.judge_eval import (
 )
 from pipeline.calibration import logit
 from pipeline.engines.transformers import TransformersModel
-from pipeline.judge import JudgeSettings, expected_score, judge_prompt, probe_prompt
+from pipeline.judge import JudgeSettings, expected_score, judge_prompt, probe_request
 from pipeline.prompts import PROBE_PROMPT
 from pipeline.windows import WindowSettings
 
@@ -130,9 +130,7 @@ def probe_prompt_features(model: TransformersModel, items: list[Labelled], cache
     layers = tuple(range(4, 10))
     out: dict[int, list[np.ndarray]] = {k: [] for k in layers}
     for a in range(0, len(items), 16):
-        got = score_now(
-            model, [probe_prompt(PROBE_PROMPT, [it.text]) for it in items[a : a + 16]], ("no", "yes"), layers
-        )
+        got = score_requests(model, [probe_request(PROBE_PROMPT, layers, [it.text]) for it in items[a : a + 16]])
         for k in layers:
             out[k].append(np.stack([r.pooled[k] for r in got]))
     z = {f"L{k}": np.concatenate(v).astype(np.float64) for k, v in out.items()}

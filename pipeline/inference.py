@@ -74,11 +74,13 @@ class EmbedRequest:
 @dataclass(frozen=True, slots=True)
 class ScoreRequest:
     """The next-token distribution over ``answers`` after ``prompt`` (one forward pass), and the judge's
-    hidden states of ``pool_layers`` mean-pooled over the window's text."""
+    hidden states of ``pool_layers`` mean-pooled over the window's text: the prompt's tail after its fixed
+    head or, with ``pool_head``, the whole prompt (the head's share is computed once with its cache)."""
 
     prompt: ChatPrompt
     answers: tuple[str, ...]
     pool_layers: tuple[int, ...] = ()
+    pool_head: bool = False
 
     kind = RequestKind.SCORE
 

@@ -99,11 +99,14 @@ def fill(template: str, descriptions: Sequence[str], context: str | None) -> str
     return template.replace("{context}", ctx).replace("{descriptions}", format_descriptions(descriptions))
 
 
+def _fixed_part(template: str) -> int:
+    """Where a template's first placeholder starts: the text before it is the same for every window."""
+    return min(i for i in (template.find("{context}"), template.find("{descriptions}"), len(template)) if i >= 0)
+
+
 def judge_prompt(settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
     """The scoring prompt for one window; the template's text before its first placeholder is marked fixed."""
-    template = settings.prompt
-    fixed = min(i for i in (template.find("{context}"), template.find("{descriptions}"), len(template)) if i >= 0)
-    return ChatPrompt(settings.system, fill(template, descriptions, context), fixed)
+    return ChatPrompt(settings.system, fill(settings.prompt, descriptions, context), _fixed_part(settings.prompt))
 
 
 def explain_prompt(settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
@@ -157,9 +160,13 @@ class Calibration(Protocol):
     def score(self, features: npt.NDArray[np.floating[Any]], prompted: npt.NDArray[np.float64]) -> Any: ...
 
 
-def probe_prompt(template: str, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
-    """A calibration's probe text for one window (no instructions, nothing shared with the judge prompt)."""
-    return ChatPrompt("", fill(template, descriptions, context))
+def probe_request(
+    template: str, layers: Sequence[int], descriptions: Sequence[str], context: str | None = None
+) -> ScoreRequest:
+    """A calibration's probe pass over one window: hidden states of ``layers`` pooled over the whole text
+    (nothing shared with the judge prompt; its instructions, the same for every window, marked fixed)."""
+    prompt = ChatPrompt("", fill(template, descriptions, context), _fixed_part(template))
+    return ScoreRequest(prompt, ("no", "yes"), tuple(layers), pool_head=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +202,11 @@ class Judge:
         """Anomaly score in [0, 1] of one window (one forward pass, two with a calibration, or a cache hit)."""
         prompt = judge_prompt(settings, descriptions, context)
         cal = self._calibration_for(settings)
-        probe = None if cal is None else (cal, probe_prompt(cal.probe_prompt, descriptions, context))
+        probe = None if cal is None else (cal, probe_request(cal.probe_prompt, cal.layers, descriptions, context))
         return await self.score_prompt(prompt, settings.answers, probe)
 
     async def score_prompt(
-        self, prompt: ChatPrompt, answers: tuple[str, ...], probe: tuple[Calibration, ChatPrompt] | None = None
+        self, prompt: ChatPrompt, answers: tuple[str, ...], probe: tuple[Calibration, ScoreRequest] | None = None
     ) -> Verdict:
         """The probability-weighted rank of ``answers`` after ``prompt`` (a rule's question, the anomaly
         prompt), calibrated by the probe's pass when given; identical prompts are scored once."""
@@ -220,8 +227,8 @@ class Judge:
                 result = await asked
                 value = float(expected_score(result.probs)[0])
             else:
-                cal, text = probe
-                result, seen = await asyncio.gather(asked, self.models.score(ScoreRequest(text, answers, cal.layers)))
+                cal, request = probe
+                result, seen = await asyncio.gather(asked, self.models.score(request))
                 prompted = expected_score(result.probs)
                 value = float(cal.score(np.asarray(cal.features(seen.pooled))[None, :], prompted)[0])
         except BaseException as exc:

@@ -13,8 +13,8 @@ import pytest
 from monitor.config import ConfigError, load
 from monitor.offline.calibrate import cv_probe, fit_calibration, fit_logistic, group_folds
 from pipeline.calibration import FORMAT, JudgeCalibration, layer_mean
-from pipeline.inference import ScoreRequest
-from pipeline.judge import Judge, JudgeSettings, expected_score, judge_prompt, probe_prompt
+from pipeline.inference import ChatPrompt, ScoreRequest
+from pipeline.judge import Judge, JudgeSettings, expected_score, judge_prompt, probe_request
 from pipeline.prompts import PROBE_PROMPT
 from tests.helpers.media import make_clip
 
@@ -204,13 +204,16 @@ async def test_a_calibrated_judge_reads_the_probe_prompt_in_a_pass_of_its_own(ju
     models = batching_engine(cfg, None, TransformersModel(str(judge_270m), device="cpu"))
     async with models:
         asked = await models.score(ScoreRequest(judge_prompt(settings, text), settings.answers, (5, 6)))
-        probe = await models.score(ScoreRequest(probe_prompt(PROBE_PROMPT, text), settings.answers, (5, 6)))
+        # the probe text read whole in one plain pass, nothing marked fixed: what the Judge's probe request
+        # (its instructions cached as a head) must give
+        whole = ChatPrompt("", probe_request(PROBE_PROMPT, (5, 6), text).prompt.user)
+        probe = await models.score(ScoreRequest(whole, settings.answers, (5, 6)))
         # a probe that tells the two passes' states apart: centred between them, along their difference
         a, b = (layer_mean(r.pooled, (5, 6)) for r in (probe, asked))
         w = np.random.default_rng(1).normal(size=640) * 0.05
         cal = JudgeCalibration("m", (5, 6), PROBE_PROMPT, (a + b) / 2, np.abs(a - b) + 1e-3, w, 0.2, (1.0, 0.8, -0.3))
         verdict = await Judge(models, calibration=cal).score(settings, text)
     prompted = expected_score(asked.probs)
-    assert probe_prompt(PROBE_PROMPT, text).user.endswith("\n\nReport: " + text[0] + "\nAnomaly:")
+    assert whole.user.endswith("\n\nReport: " + text[0] + "\nAnomaly:")
     assert np.isclose(verdict.score, cal.score(cal.features(probe.pooled)[None, :], prompted)[0], atol=1e-5)
     assert not np.isclose(verdict.score, cal.score(cal.features(asked.pooled)[None, :], prompted)[0], atol=1e-3)

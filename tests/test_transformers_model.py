@@ -19,7 +19,8 @@ from pipeline.inference import (
     ScoreRequest,
     ScoreResult,
 )
-from pipeline.judge import JudgeSettings, judge_prompt
+from pipeline.judge import JudgeSettings, judge_prompt, probe_request
+from pipeline.prompts import PROBE_PROMPT
 
 pytestmark = pytest.mark.slow
 
@@ -118,8 +119,11 @@ def test_answer_variants(text_judge: TransformersModel) -> None:
 
 
 @torch.inference_mode()
-def _uncached(model: TransformersModel, prompt: ChatPrompt, answers: Sequence[str], layer: int) -> tuple:
-    """The reference: one plain forward pass of the whole model over the whole prompt, nothing reused."""
+def _uncached(
+    model: TransformersModel, prompt: ChatPrompt, answers: Sequence[str], layer: int, *, pool_head: bool = False
+) -> tuple:
+    """The reference: one plain forward pass of the whole model over the whole prompt, nothing reused; the
+    states pooled over the tail or, with ``pool_head``, over every token."""
     head, tail = model.split_fixed(prompt)
     head_ids, tail_ids = model._ids(head) if head else [], model._ids(tail)
     whole = model._ids(model.render(prompt))
@@ -127,7 +131,7 @@ def _uncached(model: TransformersModel, prompt: ChatPrompt, answers: Sequence[st
     out = model.model(input_ids=torch.tensor([whole]), output_hidden_states=True)
     logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
     per_answer = torch.stack([torch.logsumexp(logp[g], dim=-1) for g in model.answer_token_ids(answers)])
-    pooled = out.hidden_states[layer][0, len(head_ids) :].float().mean(dim=0)
+    pooled = out.hidden_states[layer][0, 0 if pool_head else len(head_ids) :].float().mean(dim=0)
     return torch.softmax(per_answer, dim=-1).numpy(), pooled.numpy(), len(head_ids)
 
 
@@ -154,6 +158,29 @@ def test_prefix_cached_judge_pass_equals_a_plain_forward_pass(text_judge: Transf
         np.testing.assert_allclose(got.probs, want_probs, atol=2e-5)
         np.testing.assert_allclose(got.pooled[layer], want_pooled, rtol=1e-3, atol=1e-3)
     assert len(tails) == len(prompts)  # tails of different lengths shared the batch
+
+
+def test_probe_pass_pools_its_cached_head_too(text_judge: TransformersModel) -> None:
+    """A calibration's probe request marks its instructions fixed and pools over the whole prompt: the states
+    of a plain pass over the whole text, when its head is new to the batch (beside another new head whose
+    prompt pools its tail only), the next time (its cache computed), and from the cache after that."""
+    windows = [["A man walks to the table."], ["Two men push each other.", "One man falls to the floor."]]
+    layers = (5, 6)
+    requests = [probe_request(PROBE_PROMPT, layers, w) for w in windows]
+    for round_ in range(3):
+        other = ScoreRequest(
+            ChatPrompt("", f"Round {round_}: say yes or no. Report: a fire.\nAnswer:", 22), ("no", "yes"), layers
+        )
+        batch = [*requests, other]
+        results = text_judge.score([text_judge.prepare(r) for r in batch], ("no", "yes"), layers)
+        for request, got in zip(batch, results, strict=True):
+            for layer in layers:
+                want_probs, want, n_head = _uncached(
+                    text_judge, request.prompt, request.answers, layer, pool_head=request.pool_head
+                )
+                assert n_head > 0
+                np.testing.assert_allclose(got.probs, want_probs, atol=2e-5)
+                np.testing.assert_allclose(got.pooled[layer], want, rtol=1e-3, atol=1e-3)
 
 
 def test_load_errors_say_what_to_do(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ import numpy.typing as npt
 
 from monitor.offline.ranking import average_precision, roc_auc
 from pipeline.calibration import layer_mean
-from pipeline.inference import ModelClient, ScoreRequest
-from pipeline.judge import Calibration, Judge, JudgeSettings, Smoother, probe_prompt
+from pipeline.inference import ModelClient
+from pipeline.judge import Calibration, Judge, JudgeSettings, Smoother, probe_request
 from pipeline.windows import SlidingWindows, WindowSettings
 
 T = TypeVar("T")
@@ -199,7 +199,7 @@ async def probe_features(
     averaged over ``layers``): what a calibration's probe reads."""
 
     async def one(texts: Sequence[str]) -> npt.NDArray[np.float64]:
-        result = await models.score(ScoreRequest(probe_prompt(template, texts, context), ("no", "yes"), tuple(layers)))
+        result = await models.score(probe_request(template, layers, texts, context))
         return layer_mean(result.pooled, layers)
 
     return np.stack(await _each(windows, one, progress, max_inflight))

@@ -336,7 +336,7 @@ class TransformersModel:
         if isinstance(request, ScoreRequest):
             self.answer_token_ids(request.answers)  # cached for the model thread; fails early if invalid
             head, tail = self.split_fixed(request.prompt)
-            return JudgeInput(head, self._ids(head) if head else [], self._ids(tail))
+            return JudgeInput(head, self._ids(head) if head else [], self._ids(tail), request.pool_head)
         return _TextInput(self._ids(self.render(request.prompt)))
 
     def _prepare_image(self, request: DescribeRequest) -> _ImageInput:
