@@ -7,7 +7,9 @@ The Gemma 3 270M judge scores the same windows of descriptions two ways:
 * ours: the engine's score requests, batched (``max_batch`` 8), the fixed prompt head's KV cache reused,
   the score read from the answer probabilities of one forward pass;
 * ours, calibrated: the same through the live ``Judge`` with the shipped calibration, whose probe reads
-  a second, short pass over the report without the examples (sent with the first);
+  a second, short pass over the report without the examples (sent with the first); and that probe pass
+  alone, its instructions' cache and hidden-state sums reused (as the Judge sends it) against the same
+  text computed whole every time;
 * LLMVAD: one window per ``generate`` call asking for a decimal score (8 new tokens at most), the number
   read with a regex (0.1 when none parses); LLMVAD also summarised each window with another 512-token
   generation first, which this leaves out (so the ratio is a lower bound).
@@ -27,7 +29,7 @@ from pipeline.calibration import JudgeCalibration
 from pipeline.engines.batching import BatchingEngine
 from pipeline.engines.transformers import TransformersModel
 from pipeline.inference import ChatPrompt, ScoreRequest
-from pipeline.judge import Judge, format_descriptions, judge_prompt
+from pipeline.judge import Judge, format_descriptions, judge_prompt, probe_request
 
 TEXTS = [
     "A man walks to the table and sits down.",
@@ -70,6 +72,22 @@ def main() -> None:
 
     t_cal = asyncio.run(calibrated())
 
+    async def probe_only(cached: bool) -> float:
+        cal = JudgeCalibration.load(ROOT / "calibration" / "gemma3-270m.json")
+
+        def request(w: list[str]) -> ScoreRequest:
+            r = probe_request(cal.probe_prompt, cal.layers, w)
+            return r if cached else ScoreRequest(ChatPrompt("", r.prompt.user), r.answers, r.pool_layers)
+
+        async with BatchingEngine(None, judge=model, max_batch=8, max_wait_ms=20) as engine:
+            await engine.score(request(["warm"]))
+            await engine.score(request(["warm up"]))  # a head is cached the second time it is seen
+            t0 = time.perf_counter()
+            await asyncio.gather(*(engine.score(request(w)) for w in windows))
+            return time.perf_counter() - t0
+
+    t_probe_cached, t_probe_whole = asyncio.run(probe_only(True)), asyncio.run(probe_only(False))
+
     def llmvad_prompt(w: list[str]) -> ChatPrompt:
         return ChatPrompt(
             "", f"Observations: {format_descriptions(w)}\nRate how anomalous this is from 0.0 to 1.0.\nScore:"
@@ -86,6 +104,8 @@ def main() -> None:
     print(f"{n} windows of 3 descriptions, {args.model.name}")
     print(f"ours (one batched forward pass, cached head)  {1000 * t_ours / n:7.1f} ms a window")
     print(f"ours, calibrated (+ the probe's short pass)   {1000 * t_cal / n:7.1f} ms a window")
+    print(f"  the probe pass alone, instructions cached   {1000 * t_probe_cached / n:7.1f} ms a window")
+    print(f"  the probe pass alone, computed whole        {1000 * t_probe_whole / n:7.1f} ms a window")
     print(
         f"LLMVAD (generate a number, parse it)          {1000 * t_llmvad / n:7.1f} ms a window  ({parsed}/{n} parsed)"
     )
