@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from monitor.offline.judge_eval import Labelled, read_labelled
 from pipeline.engines.batching import BatchModel
 from pipeline.inference import ChatPrompt, DescribeRequest, ExplainRequest, ScoreRequest, ScoreResult
 from pipeline.queues import Backpressure, QueueClosed, ThreadToAsyncQueue
@@ -73,3 +75,16 @@ def probs_now(model: BatchModel, prompts: Sequence[ChatPrompt], answers: Sequenc
 def generate_now(model: BatchModel, prompts: Sequence[ChatPrompt], max_new_tokens: int) -> list[str]:
     batch = [model.prepare(ExplainRequest(p, max_new_tokens)) for p in prompts]
     return [r.text for r in model.explain(batch, max_new_tokens)]
+
+
+def judge_study_setup(doc: str | None, cache: str) -> tuple[argparse.Namespace, list[Labelled], np.ndarray]:
+    """The options every judge study takes (``--data``, ``--model``, ``--cache``, made here), the labelled
+    development set and its labels."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "judge_dev.jsonl")
+    ap.add_argument("--model", default=str(ROOT / ".models" / "gemma3-270m"))
+    ap.add_argument("--cache", type=Path, default=Path(cache))
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    items = read_labelled(args.data)
+    return args, items, np.array([it.label for it in items], dtype=bool)

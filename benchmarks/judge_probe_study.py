@@ -12,17 +12,16 @@ in ``--cache``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import ROOT, score_requests
+from benchmarks.common import judge_study_setup, score_requests
 from benchmarks.judge_windows import features
 from monitor.offline.calibrate import cv_probe, group_folds
-from monitor.offline.judge_eval import Labelled, read_labelled, report, smooth_by_video
+from monitor.offline.judge_eval import Labelled, report, smooth_by_video
 from pipeline.calibration import logit
 from pipeline.engines.transformers import TransformersModel
 from pipeline.judge import probe_request
@@ -62,14 +61,7 @@ def wording_features(model: TransformersModel, items: list[Labelled], template: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "judge_dev.jsonl")
-    ap.add_argument("--model", default=str(ROOT / ".models" / "gemma3-270m"))
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/judge-probe"))
-    args = ap.parse_args()
-    args.cache.mkdir(parents=True, exist_ok=True)
-    items = read_labelled(args.data)
-    y = np.array([it.label for it in items], dtype=bool)
+    args, items, y = judge_study_setup(__doc__, "/tmp/judge-probe")
     folds = group_folds([it.video for it in items])
     model = TransformersModel(args.model)
     prompted = features(model, items, 1, args.cache)["scores"]

@@ -11,19 +11,17 @@ Raw scores are kept in ``--cache`` so that re-running only recomputes what chang
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import ROOT, score_now
+from benchmarks.common import judge_study_setup, score_now
 from monitor.offline.calibrate import cv_probe, group_folds
-from monitor.offline.judge_eval import Labelled, read_labelled, report, window_texts
+from monitor.offline.judge_eval import Labelled, report, window_texts
 from pipeline.engines.transformers import TransformersModel
 from pipeline.judge import JudgeSettings, expected_score, judge_prompt
 from pipeline.prompts import DEFAULT_JUDGE_PROMPT, DEFAULT_JUDGE_SYSTEM, JUDGE_EXAMPLES_BASIC, JUDGE_TARGET
@@ -162,14 +160,7 @@ def ema(items: list[Labelled], scores: F, alpha: float) -> F:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "judge_dev.jsonl")
-    ap.add_argument("--model", default=str(ROOT / ".models" / "gemma3-270m"))
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/judge-study"))
-    args = ap.parse_args()
-    args.cache.mkdir(parents=True, exist_ok=True)
-    items = read_labelled(args.data)
-    y = np.array([it.label for it in items], dtype=bool)
+    args, items, y = judge_study_setup(__doc__, "/tmp/judge-study")
     backend = TransformersModel(args.model)
     results: dict[str, F] = {}
     pooled_of: dict[str, dict[int, npt.NDArray[np.float32]]] = {}

@@ -13,7 +13,6 @@ scores are kept in ``--cache``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import ROOT, score_now, score_requests
+from benchmarks.common import judge_study_setup, score_now, score_requests
 from monitor.offline.calibrate import cv_probe, fit_logistic, group_folds
 from monitor.offline.judge_eval import (
     Labelled,
     _by_video,
     live_windows,
-    read_labelled,
     report,
     smooth_by_video,
     smooth_windows,
@@ -158,14 +156,7 @@ def question_scores(model: TransformersModel, items: list[Labelled], cache: Path
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "judge_dev.jsonl")
-    ap.add_argument("--model", default=str(ROOT / ".models" / "gemma3-270m"))
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/judge-windows"))
-    args = ap.parse_args()
-    args.cache.mkdir(parents=True, exist_ok=True)
-    items = read_labelled(args.data)
-    y = np.array([it.label for it in items], dtype=bool)
+    args, items, y = judge_study_setup(__doc__, "/tmp/judge-windows")
     folds = group_folds([it.video for it in items])
     model = TransformersModel(args.model)
     z1, z3 = features(model, items, 1, args.cache), features(model, items, 3, args.cache)
