@@ -1,6 +1,6 @@
 """What one window costs the judge: one batched forward pass against generating a number and parsing it.
 
-    .venv/bin/python -m benchmarks.judge_cost [--windows 64] [--model DIR]
+    .venv/bin/python -m benchmarks.judge_cost [--windows 64] [--size 3] [--model DIR]
 
 The Gemma 3 270M judge scores the same windows of descriptions two ways:
 
@@ -46,11 +46,12 @@ TEXTS = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=int, default=64)
+    ap.add_argument("--size", type=int, default=3, help="descriptions a window (the live default is 1)")
     ap.add_argument("--model", type=Path, default=ROOT / ".models" / "gemma3-270m")
     args = ap.parse_args()
     judge = AppConfig().judge
     model = TransformersModel(str(args.model), device="cpu")
-    windows = [[TEXTS[(i + k) % len(TEXTS)] for k in range(3)] for i in range(args.windows)]
+    windows = [[TEXTS[(i + k) % len(TEXTS)] for k in range(args.size)] for i in range(args.windows)]
 
     async def ours() -> float:
         async with BatchingEngine(None, judge=model, max_batch=8, max_wait_ms=20) as engine:
@@ -101,7 +102,7 @@ def main() -> None:
         parsed += re.search(r"\d*\.\d+|\d+", answer) is not None
     t_llmvad = time.perf_counter() - t0
     n = len(windows)
-    print(f"{n} windows of 3 descriptions, {args.model.name}")
+    print(f"{n} windows of {args.size} description(s), {args.model.name}")
     print(f"ours (one batched forward pass, cached head)  {1000 * t_ours / n:7.1f} ms a window")
     print(f"ours, calibrated (+ the probe's short pass)   {1000 * t_cal / n:7.1f} ms a window")
     print(f"  the probe pass alone, instructions cached   {1000 * t_probe_cached / n:7.1f} ms a window")
