@@ -6,29 +6,24 @@ Reads every text of the development set in four wordings of the probe prompt wit
 (hidden states of layers 3-12 mean-pooled over the whole text, and the prompt's own p(yes) after
 `Anomaly:`), and once in the default few-shot prompt (its score, for the stacking), then evaluates by 5-fold
 cross-validation across videos, windows of 1, causal EMA: the ridge strength, the layers averaged, the
-wording, weighing the hard negatives up, and the smoothing. About 8 minutes on 2 cores; raw scores are kept
+wording, weighing the hard negatives up, and the smoothing. About 10 minutes on 2 cores; raw scores are kept
 in ``--cache``.
 """
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import judge_study_setup, score_requests
-from benchmarks.judge_windows import features
+from benchmarks.common import judge_study_setup
+from benchmarks.judge_windows import PROBE_LAYERS, features, probe_prompt_features
 from monitor.offline.calibrate import cv_probe, group_folds
-from monitor.offline.judge_eval import Labelled, report, smooth_by_video
+from monitor.offline.judge_eval import report, smooth_by_video
 from pipeline.calibration import logit
 from pipeline.engines.transformers import TransformersModel
-from pipeline.judge import probe_request
 from pipeline.prompts import PROBE_PROMPT
 
 F = npt.NDArray[np.float64]
-LAYERS = tuple(range(3, 13))
 TAIL = "\n\n{context}Report: {descriptions}\nAnomaly:"
 WORDINGS = {
     "the default": PROBE_PROMPT,
@@ -43,29 +38,12 @@ WORDINGS = {
 }
 
 
-def wording_features(model: TransformersModel, items: list[Labelled], template: str, cache: Path) -> dict[str, F]:
-    """Pooled layers 3-12 and the zero-shot logit of `yes` of every text in one probe-prompt wording."""
-    path = cache / f"probe-{hashlib.sha256(template.encode()).hexdigest()[:12]}.npz"
-    if path.exists():
-        return {k: v.astype(np.float64) for k, v in np.load(path).items()}
-    pooled: dict[int, list[np.ndarray]] = {k: [] for k in LAYERS}
-    yes: list[float] = []
-    for a in range(0, len(items), 16):
-        got = score_requests(model, [probe_request(template, LAYERS, [it.text]) for it in items[a : a + 16]])
-        yes += [float(r.probs[1]) for r in got]
-        for k in LAYERS:
-            pooled[k].append(np.stack([r.pooled[k] for r in got]))
-    z = {"yes": np.array(yes), **{f"L{k}": np.concatenate(v).astype(np.float64) for k, v in pooled.items()}}
-    np.savez(path, **z)
-    return z
-
-
 def main() -> None:
     args, items, y = judge_study_setup(__doc__, "/tmp/judge-probe")
     folds = group_folds([it.video for it in items])
     model = TransformersModel(args.model)
     prompted = features(model, items, 1, args.cache)["scores"]
-    z = {name: wording_features(model, items, t, args.cache) for name, t in WORDINGS.items()}
+    z = {name: probe_prompt_features(model, items, args.cache, t) for name, t in WORDINGS.items()}
 
     def mean_of(w: dict[str, F], layers: tuple[int, ...] = (5, 6, 7, 8)) -> F:
         return np.asarray(np.mean([w[f"L{k}"] for k in layers], axis=0), dtype=np.float64)
@@ -79,7 +57,7 @@ def main() -> None:
     x = mean_of(z["the default"])
     rows: list[tuple[str, F]] = [("the default: layers 5-8 averaged, l2 100, EMA 0.5", live(x))]
     rows += [(f"l2 {l2:g}", live(x, l2)) for l2 in (30.0, 60.0, 200.0, 400.0)]
-    for layers in ((4, 5, 6, 7, 8), (5, 6, 7, 8, 9), (6, 7, 8), tuple(range(4, 11)), LAYERS):
+    for layers in ((4, 5, 6, 7, 8), (5, 6, 7, 8, 9), (6, 7, 8), tuple(range(4, 11)), PROBE_LAYERS):
         rows.append((f"layers {layers[0]}-{layers[-1]} averaged", live(mean_of(z["the default"], layers))))
     rows += [(f"wording: {name}", live(mean_of(w))) for name, w in z.items() if name != "the default"]
     rows.append(("the four wordings' features averaged", live(np.mean([mean_of(w) for w in z.values()], axis=0))))

@@ -5,7 +5,7 @@
 
 Scores every text of the development set twice with the Gemma 3 270M judge and the default prompt, alone
 and in a window with its two predecessors (hidden states of layers 3-15 pooled), and once as the probe
-prompt (the instructions and the report, no examples; layers 4-9), then evaluates, by 5-fold
+prompt (the instructions and the report, no examples; layers 3-12), then evaluates, by 5-fold
 cross-validation across videos, the windows of the live monitor (``live_windows``: each description gets
 the score of the first window holding it, causal EMA over the windows) and the variants of the table. Raw
 scores are kept in ``--cache``.
@@ -13,6 +13,7 @@ scores are kept in ``--cache``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ from pipeline.windows import WindowSettings
 
 F = npt.NDArray[np.float64]
 LAYERS = (3, 6, 9, 12, 15)
+PROBE_LAYERS = tuple(range(3, 13))
 # Few-shot ordinal questions (Probe-VAD's readout, with examples: the base 270M is at chance zero-shot):
 # name -> (instructions, answer word, examples)
 QUESTIONS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
@@ -120,18 +122,22 @@ def features(model: TransformersModel, items: list[Labelled], window: int, cache
     return z
 
 
-def probe_prompt_features(model: TransformersModel, items: list[Labelled], cache: Path) -> dict[str, F]:
-    """Pooled hidden states of layers 4-9 of every text in the probe prompt (instructions and report, no examples)."""
-    path = cache / "probe.npz"
+def probe_prompt_features(
+    model: TransformersModel, items: list[Labelled], cache: Path, template: str = PROBE_PROMPT
+) -> dict[str, F]:
+    """Pooled hidden states of layers 3-12 (``L3`` ... ``L12``) and p(yes) after the prompt (``yes``) of every
+    text in a probe prompt (by default the shipped one: instructions and report, no examples)."""
+    path = cache / f"probe-{hashlib.sha256(template.encode()).hexdigest()[:12]}.npz"
     if path.exists():
         return {k: v.astype(np.float64) for k, v in np.load(path).items()}
-    layers = tuple(range(4, 10))
-    out: dict[int, list[np.ndarray]] = {k: [] for k in layers}
+    pooled: dict[int, list[np.ndarray]] = {k: [] for k in PROBE_LAYERS}
+    yes: list[float] = []
     for a in range(0, len(items), 16):
-        got = score_requests(model, [probe_request(PROBE_PROMPT, layers, [it.text]) for it in items[a : a + 16]])
-        for k in layers:
-            out[k].append(np.stack([r.pooled[k] for r in got]))
-    z = {f"L{k}": np.concatenate(v).astype(np.float64) for k, v in out.items()}
+        got = score_requests(model, [probe_request(template, PROBE_LAYERS, [it.text]) for it in items[a : a + 16]])
+        yes += [float(r.probs[1]) for r in got]
+        for k in PROBE_LAYERS:
+            pooled[k].append(np.stack([r.pooled[k] for r in got]))
+    z = {"yes": np.array(yes), **{f"L{k}": np.concatenate(v).astype(np.float64) for k, v in pooled.items()}}
     np.savez(path, **z)
     return z
 
