@@ -202,8 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     con = _command(sub, "console", _console, "the operator console, as an MQTT subscriber")
     con.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host:port or mqtts://… (default: [mqtt])")
     con.add_argument("--prefix", metavar="P", help="topic prefix (default: [mqtt] topic_prefix, llmvad)")
-    con.add_argument("--config", type=Path, help="configuration file (broker, threshold, history)")
-    con.add_argument("--threshold", type=float, help="alert threshold line (default: [alerting] threshold)")
+    con.add_argument("--config", type=Path, help="configuration file (broker, topic prefix, history)")
+    con.add_argument(
+        "--threshold",
+        type=float,
+        help="anomaly threshold line until the monitor publishes its own (retained, per camera and rule)",
+    )
     con.add_argument("--span", type=float, default=300.0, metavar="S", help="seconds shown (default 300)")
     con.add_argument("--history", type=Path, metavar="FILE", help="event store to load history from")
     con.add_argument("--hours", type=float, default=1.0, metavar="H", help="hours of history to load (default 1)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from monitor.config import AppConfig
 from monitor.env import hf_token
@@ -17,6 +18,7 @@ from pipeline.engines.openai import OpenAIClient, OpenAISettings
 from pipeline.engines.split import SplitClient
 from pipeline.inference import ModelClient, ModelInfo
 from pipeline.judge import Judge
+from pipeline.rules import Rule
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +87,9 @@ def build_client(cfg: AppConfig, *, describe: bool = True) -> ModelClient:
     return judge if vlm is None else SplitClient(vlm, judge)
 
 
-def load_calibration(cfg: AppConfig, judge: ModelInfo) -> JudgeCalibration | None:
-    """The configured calibration if it was fitted for this judge model; else None (with a warning)."""
-    path = cfg.judge.calibration
-    if path is None:
-        return None
+def load_calibration(path: Path, judge: ModelInfo, rule: Rule) -> JudgeCalibration | None:
+    """The calibration file if it was fitted for this judge model and the rule's prompt; else None (with a
+    warning saying why)."""
     cal = JudgeCalibration.load(path)
     if cal.fingerprint and cal.fingerprint != judge.fingerprint:
         log.warning(
@@ -99,17 +99,29 @@ def load_calibration(cfg: AppConfig, judge: ModelInfo) -> JudgeCalibration | Non
             judge.name,
         )
         return None
-    if cal.prompt and cal.prompt != cfg.judge.prompt_hash:
+    if cal.prompt and cal.prompt != rule.prompt_hash:
         log.warning(
-            "judge calibration %s was fitted with another judge prompt: scoring without it "
+            "judge calibration %s was fitted with another prompt than rule %r's: scoring without it "
             "(run monitor calibrate-judge again)",
             path,
+            rule.name,
         )
         return None
-    log.info("judge calibrated by %s (probe on layers %s)", path, ",".join(map(str, cal.layers)))
+    log.info("rule %r calibrated by %s (probe on layers %s)", rule.name, path, ",".join(map(str, cal.layers)))
     return cal
 
 
 def build_judge(cfg: AppConfig, models: ModelClient) -> Judge:
-    """The judge stage over a model client, with the configured score cache and calibration."""
-    return Judge(models, cache_size=cfg.judge.cache_size, calibration=load_calibration(cfg, models.judge))
+    """The judge stage over a model client, with the configured score cache and every rule's calibration
+    (each file loaded once, for the rules it fits)."""
+    calibrations: dict[Path, JudgeCalibration] = {}
+    tried: set[tuple[Path, str]] = set()
+    for rule in (r for cam in cfg.cameras for r in cam.rules if r.calibration is not None):
+        assert rule.calibration is not None
+        if (rule.calibration, rule.prompt_hash) in tried:
+            continue
+        tried.add((rule.calibration, rule.prompt_hash))
+        cal = load_calibration(rule.calibration, models.judge, rule)
+        if cal is not None:
+            calibrations[rule.calibration] = cal
+    return Judge(models, cache_size=cfg.judge.cache_size, calibrations=calibrations)

@@ -8,16 +8,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
 from pipeline.records import Event, EventChange, WindowScore
 from pipeline.settings import Settings
 
+if TYPE_CHECKING:
+    from pipeline.rules import Rule
+
 
 class AlertSettings(Settings):
-    """How window scores become events (``[alerting]``, overridable per camera): threshold with
-    hysteresis, minimum duration and cooldown, all in seconds of stream time."""
+    """How the general rule's window scores become events (``[alerting]``, overridable per camera):
+    threshold with hysteresis, minimum duration and cooldown, all in seconds of stream time; its
+    hysteresis and severity bands are also every other rule's unless the rule sets its own."""
 
     threshold: float = Field(0.7, gt=0, le=1, title="An event starts when a window scores at least this")
     hysteresis: float = Field(0.1, ge=0, lt=1, title="It ends when the score falls below threshold - hysteresis")
@@ -38,15 +43,6 @@ class AlertSettings(Settings):
         if not 0 < low <= high <= 1:
             raise ValueError(f"severity bands must rise within (0, 1], got {list(self.severity)}")
         return self
-
-    def with_threshold(self, threshold: float) -> AlertSettings:
-        """These settings with another threshold (an operator's); the hysteresis shrinks to fit below it."""
-        return self.model_copy(update={"threshold": threshold, "hysteresis": min(self.hysteresis, threshold / 2)})
-
-    def severity_of(self, peak_score: float) -> int:
-        """0 worth noting, 1 suspicious, 2 dangerous (the levels of Frigate's review summaries)."""
-        low, high = self.severity
-        return 2 if peak_score >= high else 1 if peak_score >= low else 0
 
 
 def new_event_id(wall_time: float, tag: str = "") -> str:
@@ -70,32 +66,23 @@ class _Candidate:
 
 
 class AlertMachine:
-    """Turns one camera's window scores into events.
+    """Turns one camera's window scores for one rule into events.
 
-    * An event starts when scores have stayed at or above ``threshold`` for ``min_duration_s`` and for
-      ``consecutive`` windows (at the first such window when these are 0 and 1) and the camera is not
-      cooling down. Its events carry ``rule``; a ``severity`` given fixes their level.
+    * An event starts when scores have stayed at or above the rule's ``threshold`` for ``min_duration_s``
+      and for ``consecutive`` windows (at the first such window when these are 0 and 1) and the rule is
+      not cooling down. Its events carry the rule's name and level.
     * While it lasts, a higher score raises its peak (new snapshot and descriptions): an ``update``.
-    * It ends at the first window below ``threshold - hysteresis``; no new event starts for
-      ``cooldown_s`` after that.
+    * It ends at the first window below the rule's ``release``; no new event starts for ``cooldown_s``
+      after that.
+
+    The rule in force can change at any window (:meth:`use`: an operator's change).
     """
 
     RECENT = 32
 
-    def __init__(
-        self,
-        camera: str,
-        settings: AlertSettings,
-        *,
-        id_factory: Callable[[float], str] = new_event_id,
-        rule: str = "anomaly",
-        severity: int | None = None,
-    ) -> None:
+    def __init__(self, camera: str, rule: Rule, *, id_factory: Callable[[float], str] = new_event_id) -> None:
         self.camera = camera
         self.rule = rule
-        self.fixed_severity = severity
-        self.configured = settings
-        self.settings = settings
         self._new_id = id_factory
         self.active: Event | None = None
         self._candidate: _Candidate | None = None
@@ -104,25 +91,24 @@ class AlertMachine:
         self.suppressed = 0
         """Crossings ignored because of the cooldown."""
 
-    def set_threshold(self, threshold: float | None) -> None:
-        """Use an operator's threshold from the next window on (None: the configured one)."""
-        s = self.configured
-        self.settings = s if threshold is None or threshold == s.threshold else s.with_threshold(threshold)
+    def use(self, rule: Rule) -> None:
+        """Apply these settings of the rule from the next window on."""
+        self.rule = rule
 
     def wants_snapshot(self, score: float) -> bool:
         """Whether a window with this score would start an event or raise a peak (so needs a snapshot)."""
         if self.active is not None:
             return score > self.active.peak_score
-        if score < self.settings.threshold:
+        if score < self.rule.threshold:
             return False
         return self._candidate is None or score > self._candidate.peak.score
 
     def update(self, ws: WindowScore, snapshot: bytes | None = None) -> list[EventChange]:
         """Feed the next window score (in time order); return the event changes it causes."""
-        s = self.settings
+        s = self.rule
         if self.active is not None:
             ev = self.active
-            if ws.score < s.threshold - s.hysteresis:
+            if ws.score < s.release:
                 ended = replace(ev, end_time=ws.end_time, end_wall=ws.wall_time, score=ws.score)
                 self.active = None
                 self._cooldown_until = ws.end_time + s.cooldown_s
@@ -172,13 +158,13 @@ class AlertMachine:
             descriptions=peak.descriptions,
             snapshot=cand.snapshot,
             severity=self._severity(peak.score),
-            rule=self.rule,
+            rule=self.rule.name,
         )
         self.active = ev
         return [EventChange("new", None, ev)]
 
     def _severity(self, peak_score: float) -> int:
-        return self.settings.severity_of(peak_score) if self.fixed_severity is None else self.fixed_severity
+        return self.rule.severity_of(peak_score)
 
     def set_explanation(self, event_id: str, text: str) -> EventChange | None:
         """Attach an explanation to an active or recently ended event."""

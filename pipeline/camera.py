@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pipeline.alerts import AlertMachine, AlertSettings, instance_tag, new_event_id
 from pipeline.clips import ClipRecorder
@@ -22,11 +22,12 @@ from pipeline.motion import MotionGate
 from pipeline.prompts import DEFAULT_DESCRIBE_PROMPT
 from pipeline.queues import QueueClosed, ThreadToAsyncQueue
 from pipeline.records import Description, Event, Frame, Record, WindowScore
-from pipeline.rules import DEFAULT_RULE, RULE_ANSWERS, RuleSettings, check_rules, rule_prompt
+from pipeline.rules import GENERAL_RULE, Rule, check_rules, complete_rule, general_rule
 from pipeline.sampling import SamplingSettings
 from pipeline.settings import Settings
 from pipeline.snapshots import encode_jpeg
 from pipeline.sources import SourceSettings, is_live_url
+from pipeline.stats import counter
 from pipeline.windows import SlidingWindows, WindowSettings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ class DescribeSettings(Settings):
     max_new_tokens: int = Field(64, ge=1, le=1024, title="Longest frame description, in tokens")
 
 
+GENERAL_RULE_MARK: dict[str, Any] = {"name": GENERAL_RULE}
+"""Where the configuration merge puts the general rule (with its ``calibration``): built during validation."""
+
+
 class CameraSettings(SourceSettings):
     """Everything about one camera: its source and the settings of each stage, with the camera's own
     overrides already merged over the global sections (``[[cameras]]`` in config.toml)."""
@@ -51,11 +56,37 @@ class CameraSettings(SourceSettings):
     judge: JudgeSettings = JudgeSettings()
     windows: WindowSettings = WindowSettings()
     alerting: AlertSettings = AlertSettings()
-    rules: tuple[RuleSettings, ...] = Field((), title="Questions asked of every window besides the anomaly one")
+    rules: tuple[Rule, ...] = Field(
+        (GENERAL_RULE_MARK,),
+        validate_default=True,
+        title="What the camera watches for: the general anomaly rule, then its [[rules]] and [[cameras.rules]]",
+    )
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _complete_rules(cls, value: Any, info: ValidationInfo) -> Any:
+        """The general rule built from the camera's ``judge`` and ``alerting`` (its calibration as the
+        merge gave it), the others completed with ``alerting``'s hysteresis and severity bands."""
+        judge, alerting = info.data.get("judge"), info.data.get("alerting")
+        if not isinstance(value, list | tuple) or judge is None or alerting is None:
+            return value  # their own errors are reported
+        base = alerting.model_dump()
+        out: list[Any] = []
+        for r in value:
+            mark = r if isinstance(r, dict) and r.keys() <= {"name", "calibration"} else None
+            if mark is not None and mark.get("name") == GENERAL_RULE and not out:
+                out.append(general_rule(judge, alerting, mark.get("calibration")))
+            elif isinstance(r, dict) and r.get("name") == GENERAL_RULE:
+                raise ValueError(f"{GENERAL_RULE!r} is the general anomaly rule; set it up in [alerting] and [judge]")
+            else:
+                out.append(complete_rule(r, base))
+        return out
 
     @field_validator("rules")
     @classmethod
-    def _distinct_rules(cls, value: tuple[RuleSettings, ...]) -> tuple[RuleSettings, ...]:
+    def _general_first(cls, value: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        if not value or not value[0].general:
+            raise ValueError(f"the first rule must be the general one ({GENERAL_RULE!r})")
         return check_rules(value)
 
     @model_validator(mode="before")
@@ -76,7 +107,7 @@ class CameraSettings(SourceSettings):
 
 
 @dataclass(slots=True)
-class _Pending:
+class _Described:
     frame: Frame
     text: asyncio.Task[str | BaseException]
     reused: bool
@@ -86,8 +117,9 @@ class _Pending:
 @dataclass(slots=True)
 class _Judging:
     window: tuple[WindowItem, ...]
+    rules: tuple[Rule, ...]
     verdicts: asyncio.Task[list[Verdict] | BaseException]
-    """One per rule, the anomaly rule first."""
+    """One per rule asked."""
 
 
 T = TypeVar("T")
@@ -129,20 +161,21 @@ class FailureLog:
             self.streak = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class CameraCounters:
     """What one camera's stage has done."""
 
-    described: int = 0
-    gated: int = 0
-    semantic_gated: int = 0
-    """Of ``gated``: frames the motion gate let through but the semantic gate kept from the model."""
-    paused: int = 0
-    """Frames passed over while an operator had the camera switched off."""
-    errors: int = 0
-    windows: int = 0
-    events: int = 0
-    last_score: float | None = None
+    described: int = counter("Frames described by the model", metric="frames_described")
+    gated: int = counter("Sampled frames the motion gate kept from the model", metric="frames_gated")
+    semantic_gated: int = counter(
+        "Of the gated frames: those the motion gate let through but the semantic gate kept from the model",
+        metric="frames_semantic_gated",
+    )
+    paused: int = counter("Frames passed over while an operator had the camera switched off", metric="frames_paused")
+    errors: int = counter("Model or judge failures")
+    windows: int = counter("Windows scored by the judge", metric="windows_scored")
+    events: int = counter("Events started")
+    suppressed: int = counter("Threshold crossings of a rule ignored while it cooled down", metric="alerts_suppressed")
     last_time: float = 0.0
 
 
@@ -151,9 +184,10 @@ class CameraPipeline:
 
     Up to ``max_inflight`` descriptions are requested ahead (so one camera can fill a batch), and results
     are consumed in frame order. A gated frame reuses the description of the last described frame.
-    ``controls`` (an operator's) are read on every frame: switched off, the camera's frames are passed
-    over and its open event ends; a description asked for is made of the next frame and judged at once;
-    a threshold applies from the next window.
+    ``controls`` (the owner of the camera's settings in force) are read on every frame and window:
+    switched off, the camera's frames are passed over and its open events end; a description asked for is
+    made of the next frame and judged at once; every window is asked of each rule not paused (a paused
+    rule's open event ends); a rule changed by an operator applies from the next window.
     """
 
     def __init__(
@@ -170,7 +204,7 @@ class CameraPipeline:
         clips: ClipRecorder | None = None,
     ) -> None:
         self.settings = settings
-        self.controls = controls or CameraControls()
+        self.controls = controls or CameraControls(settings.name, settings.rules)
         self.clips = clips
         self.frames = frames
         self.models = models
@@ -184,15 +218,11 @@ class CameraPipeline:
         def new_id(wall: float) -> str:
             return new_event_id(wall, tag)
 
-        self.alerts = AlertMachine(settings.name, settings.alerting, id_factory=new_id)
-        """The anomaly rule's events (an operator's threshold applies to it)."""
-        self.machines = {DEFAULT_RULE: self.alerts} | {
-            r.name: AlertMachine(
-                settings.name, r.alerting(settings.alerting), id_factory=new_id, rule=r.name, severity=r.severity
-            )
-            for r in settings.rules
+        self.machines = {
+            name: AlertMachine(settings.name, rule, id_factory=new_id) for name, rule in self.controls.rules.items()
         }
-        """Each rule's alert machine, the anomaly rule first."""
+        """Each rule's alert machine, the general rule first."""
+        self.controls.watch(lambda rule: self.machines[rule.name].use(rule))
         self.counters = CameraCounters()
         self._seq = 0
         self._smoothers = {name: Smoother(settings.judge.smoothing) for name in self.machines}
@@ -214,7 +244,7 @@ class CameraPipeline:
         into events, in order).
         """
         n = self.max_inflight
-        described: asyncio.Queue[_Pending | None] = asyncio.Queue(n)
+        described: asyncio.Queue[_Described | None] = asyncio.Queue(n)
         judged: asyncio.Queue[_Judging | None] = asyncio.Queue(n)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -227,7 +257,7 @@ class CameraPipeline:
         finally:
             self._end_events(self.counters.last_time)  # cancelled (a stop): events end, without a clip
 
-    async def _feed(self, described: asyncio.Queue[_Pending | None], tg: asyncio.TaskGroup) -> None:
+    async def _feed(self, described: asyncio.Queue[_Described | None], tg: asyncio.TaskGroup) -> None:
         ref: asyncio.Task[str | BaseException] | None = None
         while True:
             try:
@@ -237,8 +267,7 @@ class CameraPipeline:
             if not self.controls.enabled:
                 self.counters.paused += 1
                 for ended in self._end_events(frame.stream_time):
-                    if self.clips is not None:
-                        tg.create_task(self._clip(ended), name=f"{self.camera}-clip-{ended.id}")
+                    self._clip_later(ended, tg)
                 continue
             forced = self.controls.take_describe_now()
             fresh = self.gate.needs_model(frame.thumb, frame.stream_time, force=forced)
@@ -250,7 +279,7 @@ class CameraPipeline:
                 ref = tg.create_task(_outcome(self._describe(frame)), name=f"{self.camera}-describe-{frame.index}")
             else:
                 self.counters.gated += 1
-            await described.put(_Pending(frame, ref, reused=not fresh, forced=forced))
+            await described.put(_Described(frame, ref, reused=not fresh, forced=forced))
         await described.put(None)
 
     async def _changed_in_meaning(self, frame: Frame, *, first: bool) -> bool:
@@ -278,7 +307,7 @@ class CameraPipeline:
 
     async def _collect(
         self,
-        described: asyncio.Queue[_Pending | None],
+        described: asyncio.Queue[_Described | None],
         judged: asyncio.Queue[_Judging | None],
         tg: asyncio.TaskGroup,
     ) -> None:
@@ -314,20 +343,16 @@ class CameraPipeline:
         await judged.put(None)
 
     def _request_score(self, window: tuple[WindowItem, ...], tg: asyncio.TaskGroup) -> _Judging:
-        """Every rule's question about the window, asked at once (so the engine batches them and the rules
-        share the window's prefix)."""
+        """Every active rule's question about the window, asked at once (so the engine batches them and the
+        questions share the window's prefix)."""
         texts = tuple(d.text for d, _ in window)
-        s = self.settings
+        rules = tuple(self.controls.active())
+        context = self.settings.context
 
         async def all_rules() -> list[Verdict]:
-            return list(
-                await asyncio.gather(
-                    self.judge.score(s.judge, texts, s.context),
-                    *(self.judge.score_prompt(rule_prompt(r, texts, s.context), RULE_ANSWERS) for r in s.rules),
-                )
-            )
+            return list(await asyncio.gather(*(self.judge.score(r, texts, context) for r in rules)))
 
-        return _Judging(window, tg.create_task(_outcome(all_rules())))
+        return _Judging(window, rules, tg.create_task(_outcome(all_rules())))
 
     async def _alert(self, judged: asyncio.Queue[_Judging | None], tg: asyncio.TaskGroup) -> None:
         while (item := await judged.get()) is not None:
@@ -335,6 +360,8 @@ class CameraPipeline:
             window = item.window
             if not self.controls.enabled:  # switched off while it was being judged
                 continue
+            for ended in self._end_events(window[-1][0].stream_time, only=self.controls.paused):
+                self._clip_later(ended, tg)
             if isinstance(verdicts, BaseException):
                 self.counters.errors += 1
                 self._judge_failures.failed("judging a window", verdicts)
@@ -342,10 +369,12 @@ class CameraPipeline:
             self._judge_failures.recovered()
             self._seq += 1
             self.counters.windows += 1
-            self.alerts.set_threshold(self.controls.threshold)
             snapshot = None
-            for (rule, machine), verdict in zip(self.machines.items(), verdicts, strict=True):
-                raw, score = verdict.score, self._smoothers[rule].update(verdict.score)
+            for rule, verdict in zip(item.rules, verdicts, strict=True):
+                if rule.name in self.controls.paused:  # paused while it was being judged
+                    continue
+                machine = self.machines[rule.name]
+                raw, score = verdict.score, self._smoothers[rule.name].update(verdict.score)
                 ws = WindowScore(
                     camera=self.camera,
                     seq=self._seq,
@@ -357,21 +386,25 @@ class CameraPipeline:
                     frame_indices=tuple(d.frame_index for d, _ in window),
                     raw_score=raw if self.settings.judge.smoothing < 1 else None,
                     exact=verdict.exact,
-                    rule=rule,
+                    rule=rule.name,
                 )
-                if rule == DEFAULT_RULE:
-                    self.counters.last_score = score
                 self.emit(ws)
                 if snapshot is None and machine.wants_snapshot(score):
                     image = window[-1][1].image
                     snapshot = await asyncio.to_thread(encode_jpeg, image, self.settings.alerting.snapshot_quality)
-                for change in machine.update(ws, snapshot):
+                changes = machine.update(ws, snapshot)
+                self.counters.suppressed = sum(m.suppressed for m in self.machines.values())
+                for change in changes:
                     self.emit(change)
                     if change.type == "new":
                         self.counters.events += 1
                         tg.create_task(self._explain(change.after), name=f"{self.camera}-explain-{change.after.id}")
-                    elif change.type == "end" and self.clips is not None:
-                        tg.create_task(self._clip(change.after), name=f"{self.camera}-clip-{change.after.id}")
+                    elif change.type == "end":
+                        self._clip_later(change.after, tg)
+
+    def _clip_later(self, event: Event, tg: asyncio.TaskGroup) -> None:
+        if self.clips is not None:
+            tg.create_task(self._clip(event), name=f"{self.camera}-clip-{event.id}")
 
     async def _clip(self, event: Event) -> None:
         assert self.clips is not None and event.end_time is not None
@@ -380,10 +413,13 @@ class CameraPipeline:
         if change is not None:
             self.emit(change)
 
-    def _end_events(self, stream_time: float) -> list[Event]:
-        """End the open events, if any (an operator switched the camera off, or the stage ends); they ended."""
+    def _end_events(self, stream_time: float, only: set[str] | None = None) -> list[Event]:
+        """End the open events, if any (of the rules ``only`` names: an operator paused them; else all: the
+        camera was switched off, or the stage ends); the events that ended."""
         ended = []
-        for machine in self.machines.values():
+        for name, machine in self.machines.items():
+            if only is not None and name not in only:
+                continue
             change = machine.close(max(stream_time, self.counters.last_time))
             if change is not None:
                 self.emit(change)

@@ -16,6 +16,7 @@ import av
 from pydantic import Field, model_validator
 
 from pipeline.settings import Settings
+from pipeline.stats import counter
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,14 @@ def write_clip(clip: ClipPackets, path: Path) -> Path:
     raise error
 
 
+@dataclass(slots=True)
+class ClipStats:
+    """Figures of one camera's clip recorder."""
+
+    written: int = counter("Event clips written", metric="clips_written")
+    failed: int = counter("Event clips that could not be cut or written", metric="clips_failed")
+
+
 class ClipRecorder:
     """Writes one camera's event clips from its packet ring into ``folder`` (a file per event)."""
 
@@ -224,8 +233,7 @@ class ClipRecorder:
         self.settings = settings
         self.ring = ring
         self.folder = folder
-        self.written = 0
-        self.failed = 0
+        self.stats = ClipStats()
 
     def span(self, start: float, end: float) -> tuple[float, float]:
         """The stream times a clip of an event from ``start`` to ``end`` covers (at most ``max_s``)."""
@@ -242,17 +250,17 @@ class ClipRecorder:
             await asyncio.sleep(self.POLL_S)  # the ring is filled by the decode thread: look now and then
         clip = self.ring.cut(first, last)
         if clip is None:
-            self.failed += 1
+            self.stats.failed += 1
             log.warning("camera %r: no clip for event %s: no keyframe of that time is buffered", self.camera, event_id)
             return None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = await asyncio.to_thread(write_clip, clip, self.folder / event_id)
         except (av.FFmpegError, ValueError, OSError) as exc:
-            self.failed += 1
+            self.stats.failed += 1
             log.warning("camera %r: the clip of event %s could not be written: %s", self.camera, event_id, exc)
             return None
-        self.written += 1
+        self.stats.written += 1
         log.info(
             "camera %r: clip of event %s: %s (%.1f-%.1f s of the stream)",
             self.camera,

@@ -1,8 +1,9 @@
 """The inference interface: what the stages ask of models, as typed requests and results.
 
 Stages (:class:`pipeline.camera.CameraPipeline`, :class:`pipeline.judge.Judge`) and the offline commands
-depend on :class:`ModelClient` only. Implementations live in :mod:`pipeline.engines`: today the batching
-engine over in-process transformers models.
+depend on :class:`ModelClient` only. Implementations live in :mod:`pipeline.engines`: the batching engine
+over in-process transformers models, the client of an OpenAI-compatible server, and a split client that
+sends descriptions to one and judging to another.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.records import Image
+from pipeline.stats import counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,11 @@ class ModelClient(Protocol):
 
     @property
     def failure(self) -> BaseException | None:
-        """The error that stopped the client for good (its requests then fail), if any."""
+        """The error that stopped the client for good (its requests then fail with :class:`ModelFailed`)."""
+        ...
+
+    async def failed(self) -> BaseException:
+        """Wait until the client fails for good (never, for one that cannot); the error."""
         ...
 
     async def describe(self, request: DescribeRequest) -> DescribeResult: ...
@@ -201,7 +207,11 @@ class ModelLoadError(Exception):
 
 
 class ModelClosed(Exception):
-    """The model client has stopped; the request was not served."""
+    """The model client was stopped (the run ends); the request was not served."""
+
+
+class ModelFailed(Exception):
+    """The model client failed for good (a dead engine); the request was not served."""
 
 
 class ModelUnavailable(Exception):
@@ -235,14 +245,14 @@ class EngineStats:
     busy_s: dict[RequestKind, float] = field(default_factory=lambda: dict.fromkeys(RequestKind, 0.0))
     latency: dict[RequestKind, list[int]] = field(default_factory=lambda: _histogram(LATENCY_BUCKETS_S))
     batch_sizes: dict[RequestKind, list[int]] = field(default_factory=lambda: _histogram(BATCH_BUCKETS))
-    errors: int = 0
-    retries: int = 0
-    """Failed batches tried again in halves."""
-    prepare_s: float = 0.0
-    prepare_on_model_thread_s: float = 0.0
-
-    def mean_batch(self, kind: RequestKind) -> float:
-        return self.items[kind] / self.batches[kind] if self.batches[kind] else 0.0
+    errors: int = counter("Model requests that failed", metric="model_errors")
+    retries: int = counter("Failed batches tried again in halves", metric="model_retries")
+    restarts: int = counter("Times the model thread died and was restarted", metric="model_restarts")
+    outages: int = counter("Times a model server stopped answering", metric="model_server_outages")
+    prepare_s: float = counter("Seconds spent preparing inputs", metric="model_prepare_seconds")
+    prepare_on_model_thread_s: float = counter(
+        "Of those, seconds on the model's own thread", metric="model_prepare_on_model_thread_seconds"
+    )
 
     def record(self, kind: RequestKind, size: int, seconds: float) -> None:
         self.batches[kind] += 1

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -18,21 +18,11 @@ from pydantic import Field, field_validator
 from pipeline.inference import ChatPrompt, ExplainRequest, ModelClient, ScoreRequest
 from pipeline.prompts import DEFAULT_EXPLAIN_PROMPT, DEFAULT_JUDGE_PROMPT, DEFAULT_JUDGE_SYSTEM
 from pipeline.settings import Settings
+from pipeline.stats import counter
+from pipeline.texts import check_template, fill, fixed_part, sanitize
 
-MAX_DESCRIPTION_CHARS = 600
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-_SPACE = re.compile(r"\s+")
-PLACEHOLDERS = frozenset({"descriptions", "context"})
-
-
-def check_template(template: str) -> str:
-    """A prompt template must hold ``{descriptions}`` and no placeholder but it and ``{context}``."""
-    if "{descriptions}" not in template:
-        raise ValueError("must contain the placeholder {descriptions}")
-    unknown = set(re.findall(r"{([^{}]*)}", template)) - PLACEHOLDERS
-    if unknown:
-        raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{descriptions}} and {{context}}")
-    return template
+if TYPE_CHECKING:
+    from pipeline.rules import Rule
 
 
 class JudgeSettings(Settings):
@@ -67,46 +57,22 @@ class JudgeSettings(Settings):
     @property
     def prompt_hash(self) -> str:
         """Identifies the scoring prompt (a calibration fits only the prompt it was fitted with)."""
-        return hashlib.sha256(json.dumps([self.system, self.prompt, list(self.answers)]).encode()).hexdigest()[:16]
+        return prompt_hash(self.system, self.prompt, self.answers)
 
 
-def sanitize(text: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> str:
-    """Make a model- or user-written text safe to embed in a prompt.
-
-    Control and invisible characters go, whitespace collapses to single spaces, angle brackets become
-    look-alikes so no text can open or close a chat turn (``<end_of_turn>``), and the length is capped.
-    """
-    text = _CONTROL.sub(" ", text)
-    text = text.replace("<", "‹").replace(">", "›")
-    text = _SPACE.sub(" ", text).strip()
-    if len(text) > max_chars:
-        text = text[: max_chars - 1].rstrip() + "…"
-    return text or "(nothing described)"
-
-
-def format_descriptions(descriptions: Sequence[str]) -> str:
-    """The descriptions as one report, oldest first: sanitised sentences joined by spaces."""
-    sentences = []
-    for d in descriptions:
-        s = sanitize(d)
-        sentences.append(s if s.endswith((".", "!", "?", "…")) else s + ".")
-    return " ".join(sentences)
-
-
-def fill(template: str, descriptions: Sequence[str], context: str | None) -> str:
-    """Fill ``{descriptions}`` and ``{context}`` without ``str.format`` (texts may contain braces)."""
-    ctx = f"Camera: {sanitize(context, 300)}\n" if context else ""
-    return template.replace("{context}", ctx).replace("{descriptions}", format_descriptions(descriptions))
-
-
-def _fixed_part(template: str) -> int:
-    """Where a template's first placeholder starts: the text before it is the same for every window."""
-    return min(i for i in (template.find("{context}"), template.find("{descriptions}"), len(template)) if i >= 0)
+def prompt_hash(system: str, prompt: str, answers: Sequence[str]) -> str:
+    """Identifies a scoring prompt: a calibration applies only to the prompt it was fitted with."""
+    return hashlib.sha256(json.dumps([system, prompt, list(answers)]).encode()).hexdigest()[:16]
 
 
 def judge_prompt(settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
     """The scoring prompt for one window; the template's text before its first placeholder is marked fixed."""
-    return ChatPrompt(settings.system, fill(settings.prompt, descriptions, context), _fixed_part(settings.prompt))
+    return template_prompt(settings.system, settings.prompt, descriptions, context)
+
+
+def template_prompt(system: str, template: str, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
+    """A window's prompt from a template; its text before the first placeholder is marked fixed."""
+    return ChatPrompt(system, fill(template, descriptions, context), fixed_part(template))
 
 
 def explain_prompt(settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> ChatPrompt:
@@ -165,7 +131,7 @@ def probe_request(
 ) -> ScoreRequest:
     """A calibration's probe pass over one window: hidden states of ``layers`` pooled over the whole text
     (nothing shared with the judge prompt; its instructions, the same for every window, marked fixed)."""
-    prompt = ChatPrompt("", fill(template, descriptions, context), _fixed_part(template))
+    prompt = ChatPrompt("", fill(template, descriptions, context), fixed_part(template))
     return ScoreRequest(prompt, ("no", "yes"), tuple(layers), pool_head=True)
 
 
@@ -178,32 +144,46 @@ class Verdict:
     exact: bool = True
 
 
+@dataclass(slots=True)
+class JudgeStats:
+    """Figures of the judge stage."""
+
+    cache_hits: int = counter("Window questions answered from the judge's cache", metric="judge_cache_hits")
+
+
 class Judge:
-    """Scores windows and writes explanations through a :class:`~pipeline.inference.ModelClient`.
+    """Scores windows for rules and writes explanations through a :class:`~pipeline.inference.ModelClient`.
 
     Scores are remembered per prompt (an LRU of ``cache_size``), and a window that is already being
     scored is not sent twice: a static scene costs one forward pass, however many windows repeat it.
-    The calibration applies to windows judged with the prompt it was fitted for; its probe reads the hidden
+    A rule's calibration applies when it was fitted for the rule's prompt; its probe reads the hidden
     states of a second, short prompt sent with the first (the client batches them).
     """
 
-    def __init__(self, models: ModelClient, *, cache_size: int = 512, calibration: Calibration | None = None) -> None:
+    def __init__(
+        self,
+        models: ModelClient,
+        *,
+        cache_size: int = 512,
+        calibrations: Mapping[Path, Calibration] | None = None,
+    ) -> None:
+        """``calibrations``: the loaded calibration files, by the path a rule names (``Rule.calibration``)."""
         self.models = models
-        self.calibration = calibration
+        self.calibrations = dict(calibrations or {})
         self.cache_size = cache_size
-        self.hits = 0
+        self.stats = JudgeStats()
         self._cache: OrderedDict[tuple[ChatPrompt, tuple[str, ...]], asyncio.Future[Verdict]] = OrderedDict()
 
-    def _calibration_for(self, settings: JudgeSettings) -> Calibration | None:
-        cal = self.calibration
-        return cal if cal is not None and cal.prompt in ("", settings.prompt_hash) else None
+    def calibration_for(self, rule: Rule) -> Calibration | None:
+        """The rule's calibration, if it is loaded and was fitted for the rule's prompt."""
+        cal = None if rule.calibration is None else self.calibrations.get(rule.calibration)
+        return cal if cal is not None and cal.prompt in ("", rule.prompt_hash) else None
 
-    async def score(self, settings: JudgeSettings, descriptions: Sequence[str], context: str | None = None) -> Verdict:
-        """Anomaly score in [0, 1] of one window (one forward pass, two with a calibration, or a cache hit)."""
-        prompt = judge_prompt(settings, descriptions, context)
-        cal = self._calibration_for(settings)
+    async def score(self, rule: Rule, descriptions: Sequence[str], context: str | None = None) -> Verdict:
+        """The rule's score in [0, 1] for one window (one forward pass, two with a calibration, or a cache hit)."""
+        cal = self.calibration_for(rule)
         probe = None if cal is None else (cal, probe_request(cal.probe_prompt, cal.layers, descriptions, context))
-        return await self.score_prompt(prompt, settings.answers, probe)
+        return await self.score_prompt(rule.ask(descriptions, context), rule.answer_set, probe)
 
     async def score_prompt(
         self, prompt: ChatPrompt, answers: tuple[str, ...], probe: tuple[Calibration, ScoreRequest] | None = None
@@ -214,7 +194,7 @@ class Judge:
         known = self._cache.get(key)
         if known is not None:
             self._cache.move_to_end(key)
-            self.hits += 1
+            self.stats.cache_hits += 1
             return await asyncio.shield(known)
         fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         if self.cache_size:

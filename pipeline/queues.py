@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
+
+from pipeline.stats import counter, gauge
 
 T = TypeVar("T")
 
@@ -27,6 +30,14 @@ class QueueClosed(Exception):
     """The queue was closed and is empty."""
 
 
+@dataclass(slots=True)
+class QueueStats:
+    """Figures of a frame queue."""
+
+    dropped: int = counter("Frames dropped by a full queue", metric="frames_dropped")
+    depth: int = gauge("Frames waiting for the model", metric="queue_depth")
+
+
 class ThreadToAsyncQueue(Generic[T]):
     """Bounded FIFO filled by threads and drained by coroutines on one event loop.
 
@@ -38,13 +49,18 @@ class ThreadToAsyncQueue(Generic[T]):
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
         self.maxsize = maxsize
         self.policy = Backpressure(policy)
-        self.dropped = 0
+        self.stats = QueueStats()
         self._loop = loop
         self._items: deque[T] = deque()
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
         self._ready = asyncio.Event()
         self._closed = False
+
+    @property
+    def dropped(self) -> int:
+        """Items discarded by the policy."""
+        return self.stats.dropped
 
     def __len__(self) -> int:
         with self._lock:
@@ -65,11 +81,11 @@ class ThreadToAsyncQueue(Generic[T]):
                 return False
             if len(self._items) >= self.maxsize:
                 if self.policy is Backpressure.DROP_LATEST:
-                    self.dropped += 1
+                    self.stats.dropped += 1
                     return False
                 if self.policy is Backpressure.DROP_OLDEST:
                     self._items.popleft()
-                    self.dropped += 1
+                    self.stats.dropped += 1
                 else:
                     while len(self._items) >= self.maxsize and not self._closed:
                         if cancel is not None and cancel.is_set():
@@ -78,6 +94,7 @@ class ThreadToAsyncQueue(Generic[T]):
                     if self._closed:
                         return False
             self._items.append(item)
+            self.stats.depth = len(self._items)
         self._wake()
         return True
 
@@ -98,6 +115,7 @@ class ThreadToAsyncQueue(Generic[T]):
             with self._lock:
                 if self._items:
                     item = self._items.popleft()
+                    self.stats.depth = len(self._items)
                     self._not_full.notify()
                     return item
                 if self._closed:

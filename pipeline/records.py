@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+GENERAL_RULE = "anomaly"
+"""The name of every camera's first rule, the general anomaly question (``[judge]`` and ``[alerting]``)."""
 
 Image = npt.NDArray[np.uint8]
 """An RGB image, ``(height, width, 3)`` uint8."""
@@ -58,8 +62,8 @@ class WindowScore:
     """The judge's own score before smoothing over time (None when not smoothed)."""
     exact: bool = True
     """False when the judge model gave no probabilities and its score is a one-token answer (0 or 1)."""
-    rule: str = "anomaly"
-    """The rule whose question this is the answer to ("anomaly": the general one)."""
+    rule: str = GENERAL_RULE
+    """The rule whose question this is the answer to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +87,8 @@ class Event:
     """0 worth noting, 1 suspicious, 2 dangerous (from the peak score and ``[alerting] severity``)."""
     clip: str | None = None
     """File name of the event's video clip (in the clip folder beside the event store), once written."""
-    rule: str = "anomaly"
-    """The rule that raised it ("anomaly": the general anomaly question)."""
+    rule: str = GENERAL_RULE
+    """The rule that raised it."""
 
     @property
     def active(self) -> bool:
@@ -126,17 +130,43 @@ class CameraStatus:
     """Memory held by the camera's ring of recent packets (for event clips)."""
     clip_buffer_s: float = 0.0
     """Seconds of video in that ring."""
+    figures: Mapping[str, float] = field(default_factory=dict)
+    """Every counter and gauge of the camera's parts, by its exported name (:mod:`pipeline.stats`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleControl:
+    """One rule's settings in force on a camera: whether it is asked, and its threshold."""
+
+    name: str
+    enabled: bool
+    threshold: float
 
 
 @dataclass(frozen=True, slots=True)
 class ControlState:
-    """The operator's settings in force on a camera (at start and after each command)."""
+    """The settings in force on a camera (at start and after each change): whether it runs at all, and
+    each of its rules', the general rule first."""
 
     camera: str
     enabled: bool
-    threshold: float
+    rules: tuple[RuleControl, ...]
+    wall_time: float
+
+    def rule(self, name: str) -> RuleControl | None:
+        """The settings of the rule called ``name``, if the camera has it."""
+        return next((r for r in self.rules if r.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The answer to a request that came in over MQTT (``kind``: what was asked, e.g. ``summary``); ``body``
+    is JSON-ready."""
+
+    kind: str
+    body: Mapping[str, Any]
     wall_time: float
 
 
-Record = Description | WindowScore | EventChange | CameraStatus | ControlState
+Record = Description | WindowScore | EventChange | CameraStatus | ControlState | Answer
 """Everything a sink can receive."""

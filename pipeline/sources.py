@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from pipeline.records import Frame
 from pipeline.redaction import redact_url
 from pipeline.sampling import FrameSampler
 from pipeline.settings import Settings
+from pipeline.stats import counter, gauge
 
 log = logging.getLogger(__name__)
 
@@ -103,25 +105,25 @@ class SourceSettings(Settings):
         return Backpressure.DROP_OLDEST if self.is_live or self.realtime else Backpressure.WAIT
 
 
+@dataclass(slots=True)
 class SourceStats:
-    """Counters of one source, written by its thread and read by anyone (plain ints and floats)."""
+    """Figures of one source, written by its thread and read by anyone (plain ints and floats)."""
 
-    def __init__(self) -> None:
-        self.frames_read = 0
-        self.frames_sampled = 0
-        self.connected = False
-        self.reconnects = 0
-        self.failures = 0
-        """Unexpected errors of the decode loop (a live source restarts it)."""
-        self.truncated: str | None = None
-        """Set when a file ends well before the duration its header declares."""
-        self.clock_jumps = 0
-        """Times the source's timestamps restarted or jumped (the stream clock went on regardless)."""
-        self.fps = 0.0
-        self.nominal_fps = 0.0
-        """The stream's own frame rate."""
-        self.error: str | None = None
-        self._last_wall: float | None = None
+    frames_read: int = counter("Frames decoded")
+    frames_sampled: int = counter("Frames sampled for the model")
+    reconnects: int = counter("Times a live source was opened again", metric="source_reconnects")
+    failures: int = counter(
+        "Unexpected errors of the decode loop (a live source restarts it)", metric="source_failures"
+    )
+    clock_jumps: int = counter("Times the stream's timestamps restarted or jumped", metric="source_clock_jumps")
+    connected: bool = gauge("1 while the source delivers frames", metric="source_connected", default=False)
+    fps: float = gauge("Frames decoded per second", metric="source_fps")
+    nominal_fps: float = 0.0
+    """The stream's own frame rate."""
+    truncated: str | None = None
+    """Set when a file ends well before the duration its header declares."""
+    error: str | None = None
+    _last_wall: float | None = None
 
     def tick(self, now: float) -> None:
         self.frames_read += 1

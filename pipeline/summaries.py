@@ -12,9 +12,9 @@ from datetime import datetime
 from pydantic import Field
 
 from pipeline.inference import ChatPrompt, ExplainRequest, ModelClient
-from pipeline.judge import sanitize
 from pipeline.prompts import DEFAULT_SUMMARY_MERGE_PROMPT, DEFAULT_SUMMARY_PROMPT, DEFAULT_SUMMARY_SYSTEM
 from pipeline.settings import Settings
+from pipeline.texts import sanitize
 
 
 class SummarySettings(Settings):

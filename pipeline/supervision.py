@@ -8,8 +8,10 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from pipeline.backoff import backoff_delay
+from pipeline.stats import counter, gauge
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,14 @@ async def restarting(
         await asyncio.sleep(delay)
 
 
+@dataclass(slots=True)
+class LoopStats:
+    """Figures of the event loop's lag probe."""
+
+    max_lag_s: float = gauge("Longest event loop stall so far", metric="event_loop_lag_max_seconds")
+    stalls: int = counter("Event loop wake-ups later than the warning bound", metric="event_loop_stalls")
+
+
 class LagProbe:
     """Measures how late the event loop wakes up (a blocked loop delays every camera and every alert);
     warns, at most every 10 s, when a wake-up is later than ``warn_s``."""
@@ -52,8 +62,7 @@ class LagProbe:
     def __init__(self, *, interval_s: float = 0.05, warn_s: float = 0.25) -> None:
         self.interval_s = interval_s
         self.warn_s = warn_s
-        self.max_lag_s = 0.0
-        self.stalls = 0
+        self.stats = LoopStats()
         self._last_warning = 0.0
 
     async def run(self) -> None:
@@ -61,9 +70,9 @@ class LagProbe:
             t0 = time.monotonic()
             await asyncio.sleep(self.interval_s)
             lag = time.monotonic() - t0 - self.interval_s
-            self.max_lag_s = max(self.max_lag_s, lag)
+            self.stats.max_lag_s = max(self.stats.max_lag_s, lag)
             if lag > self.warn_s:
-                self.stalls += 1
+                self.stats.stalls += 1
                 if t0 - self._last_warning > 10.0:
                     self._last_warning = t0
-                    log.warning("the event loop stalled for %.0f ms (%d stalls so far)", 1000 * lag, self.stalls)
+                    log.warning("the event loop stalled for %.0f ms (%d stalls so far)", 1000 * lag, self.stats.stalls)

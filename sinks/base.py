@@ -7,9 +7,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from pipeline.records import EventChange, Record
+from pipeline.stats import counter
 from pipeline.supervision import restarting
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,21 @@ class Sink(Protocol):
 
 @runtime_checkable
 class DurableSink(Protocol):
-    """A sink that makes event changes durable the moment they are emitted, before they are queued."""
+    """A sink that makes event changes durable the moment they are emitted: it gets them through
+    :meth:`persist`, at once and in order, and never through its queue."""
 
     def persist(self, record: EventChange) -> None:
-        """Write ``record`` durably, at once (it is still handed to ``handle`` later, in order)."""
+        """Write ``record`` durably, at once."""
         ...
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """Figures of one sink."""
+
+    handled: int = counter("Records a sink delivered", metric="sink_handled")
+    failed: int = counter("Records a sink failed to handle", metric="sink_failures")
+    dropped: int = counter("Records a full sink queue dropped", metric="sink_dropped")
 
 
 class SinkRunner:
@@ -48,9 +60,8 @@ class SinkRunner:
     def __init__(self, sink: Sink, *, maxsize: int = 1000) -> None:
         self.sink = sink
         self.maxsize = maxsize
-        self.handled = 0
-        self.failed = 0
-        self.dropped = 0
+        self.durable = isinstance(sink, DurableSink)
+        self.stats = SinkStats()
         self._items: deque[Record] = deque()
         self._ready = asyncio.Event()
         self._closing = False
@@ -67,7 +78,7 @@ class SinkRunner:
             if isinstance(self._items[victim], EventChange):
                 log.error("sink %s is %d event changes behind: dropping the oldest", self.sink.name, self.maxsize)
             del self._items[victim]
-            self.dropped += 1
+            self.stats.dropped += 1
         self._items.append(record)
         self._ready.set()
 
@@ -82,19 +93,31 @@ class SinkRunner:
                 record = self._items.popleft()
                 try:
                     await self.sink.handle(record)
-                    self.handled += 1
+                    self.stats.handled += 1
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    self.failed += 1
-                    now = time.monotonic()
-                    if now - self._last_error_log > 10:  # at most one line per 10 s per sink
-                        self._last_error_log = now
-                        log.error("sink %s failed (%d so far): %r", self.sink.name, self.failed, exc)
+                    self._failed(exc)
             if self._closing:
                 return
             self._ready.clear()
             await self._ready.wait()
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.failed += 1
+        now = time.monotonic()
+        if now - self._last_error_log > 10:  # at most one line per 10 s per sink
+            self._last_error_log = now
+            log.error("sink %s failed (%d so far): %r", self.sink.name, self.stats.failed, exc)
+
+    def persist(self, record: EventChange) -> None:
+        """Hand an event change to a durable sink at once (never raises)."""
+        assert isinstance(self.sink, DurableSink)
+        try:
+            self.sink.persist(record)
+            self.stats.handled += 1
+        except Exception as exc:
+            self._failed(exc)
 
     def finish(self) -> None:
         """Stop after the queued records are delivered."""
@@ -128,16 +151,14 @@ class SinkHub:
         return self
 
     def publish(self, record: Record) -> None:
-        """Give a record to every sink (never raises into the pipeline). Event changes are first written
-        by the durable sinks (the MQTT outbox, the event store), so a crash right after loses no alert."""
+        """Give a record to every sink (never raises into the pipeline). The durable sinks (the MQTT outbox,
+        the event store) write event changes at once, so a crash right after loses no alert; the others
+        get them through their queues."""
         for runner in self.runners:
-            if isinstance(record, EventChange) and isinstance(runner.sink, DurableSink):
-                try:
-                    runner.sink.persist(record)
-                except Exception as exc:  # the sink's own queue still has it
-                    runner.failed += 1
-                    log.error("sink %s could not persist event %s: %r", runner.sink.name, record.after.id, exc)
-            runner.offer(record)
+            if runner.durable and isinstance(record, EventChange):
+                runner.persist(record)
+            else:
+                runner.offer(record)
 
     async def __aexit__(self, *exc: object) -> None:
         for runner in self.runners:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.records import Description, Event, WindowScore
+from pipeline.records import GENERAL_RULE, Description, Event, WindowScore
 
 T = TypeVar("T")
 
@@ -44,9 +44,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start_wall);
 """
 
-ADDED_COLUMNS = {"severity": "INTEGER NOT NULL DEFAULT 0", "clip": "TEXT", "rule": "TEXT NOT NULL DEFAULT 'anomaly'"}
+_GENERAL = f"'{GENERAL_RULE}'"
+"""Rows of stores written before rules existed belong to the general rule."""
+ADDED_COLUMNS = {"severity": "INTEGER NOT NULL DEFAULT 0", "clip": "TEXT", "rule": f"TEXT NOT NULL DEFAULT {_GENERAL}"}
 """Columns of ``events`` that histories written by earlier versions lack (added when opened for writing)."""
-ADDED_SCORE_COLUMNS = {"rule": "TEXT NOT NULL DEFAULT 'anomaly'"}
+ADDED_SCORE_COLUMNS = {"rule": f"TEXT NOT NULL DEFAULT {_GENERAL}"}
 """The same for ``scores``."""
 
 
@@ -74,7 +76,7 @@ class StoredEvent:
     severity: int = 0
     clip: str | None = None
     """File name of the event's video clip, in :meth:`EventStore.clip_dir`."""
-    rule: str = "anomaly"
+    rule: str = GENERAL_RULE
     snapshot: bytes | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,7 +106,7 @@ class StoredScore:
     wall_time: float
     score: float
     descriptions: tuple[str, ...]
-    rule: str = "anomaly"
+    rule: str = GENERAL_RULE
 
 
 class EventStore:
@@ -330,7 +332,7 @@ class EventStore:
     @_locked
     def scores(self, *, since: float, camera: str | None = None) -> list[StoredScore]:
         """Window scores of every rule since ``since``, oldest first."""
-        rule = "rule" if self._score_rule else "'anomaly'"
+        rule = "rule" if self._score_rule else _GENERAL
         sql = f"SELECT camera, wall_time, score, descriptions, {rule} FROM scores WHERE wall_time >= ?"
         args: list[Any] = [since]
         if camera:
@@ -360,6 +362,6 @@ def _event(r: Sequence[Any], snapshot: bytes | None = None) -> StoredEvent:
         has_snapshot=bool(r[11]),
         severity=r[12] or 0,
         clip=r[13],
-        rule=r[14] or "anomaly",
+        rule=r[14] or GENERAL_RULE,
         snapshot=snapshot,
     )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.records import CameraStatus, ControlState, Description, EventChange, Record, WindowScore
-from pipeline.rules import DEFAULT_RULE
+from pipeline.records import GENERAL_RULE, CameraStatus, ControlState, Description, EventChange, Record, WindowScore
 
 log = logging.getLogger("monitor.results")
 
@@ -35,11 +34,12 @@ class LogSink:
             )
         elif isinstance(record, WindowScore):
             log.info(
-                "%s window %d [%.1f-%.1f s] score %.3f",
+                "%s window %d [%.1f-%.1f s] %s %.3f",
                 record.camera,
                 record.seq,
                 record.start_time,
                 record.end_time,
+                "score" if record.rule == GENERAL_RULE else f"rule {record.rule!r}",
                 record.score,
             )
         elif isinstance(record, EventChange):
@@ -47,7 +47,7 @@ class LogSink:
             if record.type == "new":
                 log.warning(
                     "%s on %s: event %s started at %.1f s, score %.3f, severity %d",
-                    "ANOMALY" if ev.rule == DEFAULT_RULE else f"RULE {ev.rule!r}",
+                    "ANOMALY" if ev.rule == GENERAL_RULE else f"RULE {ev.rule!r}",
                     ev.camera,
                     ev.id,
                     ev.start_time,
@@ -63,7 +63,8 @@ class LogSink:
             else:
                 log.info("event %s on %s: peak now %.3f", ev.id, ev.camera, ev.peak_score)
         elif isinstance(record, ControlState):
-            log.info("%s: %s, threshold %g", record.camera, "on" if record.enabled else "OFF", record.threshold)
+            rules = ", ".join(f"{r.name} {r.threshold:g}{'' if r.enabled else ' (paused)'}" for r in record.rules)
+            log.info("%s: %s; rules: %s", record.camera, "on" if record.enabled else "OFF", rules)
         elif isinstance(record, CameraStatus):
             log.debug(
                 "%s: %s, %.1f fps, %d dropped, queue %d",

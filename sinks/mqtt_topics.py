@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.controls import COMMANDS
-from pipeline.records import CameraStatus, ControlState, Description, EventChange, WindowScore
-from pipeline.rules import DEFAULT_RULE
+from pipeline.controls import CAMERA_COMMANDS, RULE_COMMANDS
+from pipeline.records import GENERAL_RULE, Answer, CameraStatus, ControlState, Description, EventChange, WindowScore
 from sinks.outbox import OutMessage
 from sinks.serialize import event_dict, record_dict
 
@@ -21,9 +20,20 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+GENERAL_ALIASES = {"score": "score", "state": "anomaly", "threshold": "threshold"}
+"""The general rule's topics of earlier versions, still published (and obeyed): ``<prefix>/<camera>/<alias>``."""
+GENERAL_ENTITY_KEYS = {"state": "anomaly", "score": "score", "threshold": "threshold"}
+"""The general rule's Home Assistant entities keep the keys (unique ids) they had before rules existed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """Every topic the monitor publishes under ``prefix``."""
+    """Every topic the monitor publishes and obeys under ``prefix``.
+
+    Each rule of a camera has ``<prefix>/<camera>/rules/<rule>/{score,state,enabled,threshold}`` (and
+    ``.../enabled/set``, ``.../threshold/set``); the general rule's score, state and threshold also keep
+    their earlier topics ``<prefix>/<camera>/{score,anomaly,threshold}``.
+    """
 
     prefix: str = "llmvad"
     discovery_prefix: str = "homeassistant"
@@ -39,15 +49,15 @@ class Topics:
     def events(self) -> str:
         return f"{self.prefix}/events"
 
-    def score(self, camera: str, rule: str = DEFAULT_RULE) -> str:
-        """The anomaly rule's window scores, or another rule's on ``.../rules/<rule>/score``."""
-        return f"{self.prefix}/{camera}/score" if rule == DEFAULT_RULE else f"{self.prefix}/{camera}/rules/{rule}/score"
+    def rule(self, camera: str, rule: str, what: str) -> str:
+        """A rule's ``score``, ``state`` (ON while one of its events is open, retained), ``enabled`` or
+        ``threshold`` (in force, retained)."""
+        return f"{self.prefix}/{camera}/rules/{rule}/{what}"
 
-    def anomaly(self, camera: str, rule: str = DEFAULT_RULE) -> str:
-        """ON while an event of the rule is open (retained); another rule's on ``.../rules/<rule>/state``."""
-        if rule == DEFAULT_RULE:
-            return f"{self.prefix}/{camera}/anomaly"
-        return f"{self.prefix}/{camera}/rules/{rule}/state"
+    def rule_topics(self, camera: str, rule: str, what: str) -> list[str]:
+        """Where a rule's ``what`` goes: its own topic and, for the general rule, the earlier one too."""
+        alias = GENERAL_ALIASES.get(what) if rule == GENERAL_RULE else None
+        return [self.rule(camera, rule, what), *([f"{self.prefix}/{camera}/{alias}"] if alias else [])]
 
     def snapshot(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/snapshot"
@@ -59,30 +69,37 @@ class Topics:
         return f"{self.prefix}/{camera}/description"
 
     def event(self, camera: str) -> str:
-        """The camera's ``new`` and ``end`` events, for Home Assistant's ``event`` entity."""
+        """The camera's ``new`` and ``end`` events (of every rule), for Home Assistant's ``event`` entity."""
         return f"{self.prefix}/{camera}/event"
 
     def severity(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/severity"
 
-    def state(self, camera: str, kind: str) -> str:
-        """Where the value in force of a setting (``enabled``, ``threshold``) is kept, retained."""
-        return f"{self.prefix}/{camera}/{kind}"
+    def enabled(self, camera: str) -> str:
+        """Whether the camera runs at all (ON/OFF, retained)."""
+        return f"{self.prefix}/{camera}/enabled"
 
-    def command(self, camera: str, kind: str) -> str:
-        """Where operators publish to change a setting (``enabled``, ``threshold``, ``describe``)."""
-        return f"{self.prefix}/{camera}/{kind}/set"
+    def command(self, camera: str, kind: str, rule: str | None = None) -> str:
+        """Where operators publish to change a setting: the camera's (``enabled``, ``describe``) or a rule's
+        (``enabled``, ``threshold``)."""
+        return f"{self.rule(camera, rule, kind) if rule is not None else f'{self.prefix}/{camera}/{kind}'}/set"
 
-    def commands(self, camera: str) -> list[str]:
-        return [self.command(camera, kind) for kind in COMMANDS]
+    def command_subscriptions(self, camera: str) -> list[str]:
+        """What a monitor obeying commands subscribes to for one camera."""
+        return [f"{self.prefix}/{camera}/+/set", f"{self.prefix}/{camera}/rules/+/+/set"]
 
-    def parse_command_topic(self, topic: str) -> tuple[str, str] | None:
-        """(camera, command) of a command topic, or None."""
+    def parse_command_topic(self, topic: str) -> tuple[str, str, str | None] | None:
+        """(camera, command, rule or None) of a command topic, or None. The camera's own ``threshold`` is
+        the general rule's (the topic of earlier versions)."""
         head, _, rest = topic.partition("/")
         parts = rest.split("/")
-        if head != self.prefix or len(parts) != 3 or parts[2] != "set" or parts[1] not in COMMANDS:
+        if head != self.prefix or not parts or parts[-1] != "set":
             return None
-        return parts[0], parts[1]
+        if len(parts) == 3 and parts[1] in CAMERA_COMMANDS:
+            return parts[0], parts[1], GENERAL_RULE if parts[1] == "threshold" else None
+        if len(parts) == 5 and parts[1] == "rules" and parts[3] in RULE_COMMANDS and parts[2]:
+            return parts[0], parts[3], parts[2]
+        return None
 
     @property
     def summarize(self) -> str:
@@ -94,20 +111,19 @@ class Topics:
         """Where the answer comes."""
         return f"{self.prefix}/summary"
 
-    def summary_message(self, answer: dict[str, Any]) -> OutMessage:
-        return OutMessage(self.summary, _json(answer), 1, False)
+    def answer_message(self, answer: Answer) -> OutMessage:
+        """The answer to a request, on the topic of what was asked (``summary``: ``<prefix>/summary``)."""
+        return OutMessage(f"{self.prefix}/{answer.kind}", _json(dict(answer.body)), 1, False)
 
     @property
     def ha_status(self) -> str:
         return f"{self.discovery_prefix}/status"
 
-    def discovery(
-        self, camera: str, version: str, *, commands: bool = True, rules: Sequence[str] = ()
-    ) -> list[OutMessage]:
-        """Home Assistant discovery: one device per camera with an anomaly binary sensor, score, description
-        and severity sensors, an event entity, the snapshot as a camera, a binary sensor and a score sensor
-        per rule and, when the monitor obeys commands, a switch (enabled), a number (threshold) and a
-        button (describe now)."""
+    def discovery(self, camera: str, version: str, rules: Sequence[str], *, commands: bool = True) -> list[OutMessage]:
+        """Home Assistant discovery: one device per camera with description and severity sensors, an event
+        entity, the snapshot as a camera; for every rule (the general one first) a binary sensor, a score
+        sensor and, when the monitor obeys commands, a switch (enabled) and a number (threshold); and for
+        the camera a switch (enabled) and a button (describe now)."""
         node = f"{self.prefix}_{camera}"
         device = {
             "identifiers": [node],
@@ -123,87 +139,42 @@ class Topics:
             "device": device,
             "origin": {"name": "llmvad-monitor", "sw_version": version},
         }
-        anomaly = {
-            **common,
-            "name": "Anomaly",
-            "unique_id": f"{node}_anomaly",
-            "state_topic": self.anomaly(camera),
-            "payload_on": ON.decode(),
-            "payload_off": OFF.decode(),
-            "device_class": "problem",
-        }
-        score = {
-            **common,
-            "name": "Anomaly score",
-            "unique_id": f"{node}_score",
-            "state_topic": self.score(camera),
-            "value_template": "{{ value_json.score }}",
-            "json_attributes_topic": self.score(camera),
-            "json_attributes_template": "{{ {'descriptions': value_json.descriptions} | tojson }}",
-            "state_class": "measurement",
-            "suggested_display_precision": 2,
-            "icon": "mdi:cctv",
-        }
-        entities: dict[tuple[str, str], dict[str, Any]] = {
-            ("binary_sensor", "anomaly"): anomaly,
-            ("sensor", "score"): score,
-            ("sensor", "description"): {
-                "name": "Description",
-                "state_topic": self.description(camera),
-                "value_template": "{{ value_json.text[:250] }}",  # a state holds 255 characters at most
-                "json_attributes_topic": self.description(camera),
-                "icon": "mdi:text-box-outline",
-            },
-            ("sensor", "severity"): {
-                "name": "Event severity",
-                "state_topic": self.severity(camera),
-                "value_template": "{{ value_json.level }}",
-                "json_attributes_topic": self.severity(camera),
-                "icon": "mdi:alert-decagram",
-            },
-            ("event", "event"): {
-                "name": "Event",
-                "state_topic": self.event(camera),
-                "event_types": ["new", "end"],
-                "icon": "mdi:alarm-light-outline",
-            },
-            ("camera", "snapshot"): {"name": "Event snapshot", "topic": self.snapshot(camera)},
-        }
+        entities: dict[tuple[str, str], dict[str, Any]] = {}
         for rule in rules:
-            title = rule.replace("_", " ").replace("-", " ").capitalize()
-            entities[("binary_sensor", f"rule_{rule}")] = {
-                "name": title,
-                "state_topic": self.anomaly(camera, rule),
-                "payload_on": ON.decode(),
-                "payload_off": OFF.decode(),
-                "device_class": "problem",
+            entities.update(self._rule_entities(camera, rule, commands=commands))
+        entities.update(
+            {
+                ("sensor", "description"): {
+                    "name": "Description",
+                    "state_topic": self.description(camera),
+                    "value_template": "{{ value_json.text[:250] }}",  # a state holds 255 characters at most
+                    "json_attributes_topic": self.description(camera),
+                    "icon": "mdi:text-box-outline",
+                },
+                ("sensor", "severity"): {
+                    "name": "Event severity",
+                    "state_topic": self.severity(camera),
+                    "value_template": "{{ value_json.level }}",
+                    "json_attributes_topic": self.severity(camera),
+                    "icon": "mdi:alert-decagram",
+                },
+                ("event", "event"): {
+                    "name": "Event",
+                    "state_topic": self.event(camera),
+                    "event_types": ["new", "end"],
+                    "icon": "mdi:alarm-light-outline",
+                },
+                ("camera", "snapshot"): {"name": "Event snapshot", "topic": self.snapshot(camera)},
             }
-            entities[("sensor", f"rule_{rule}_score")] = {
-                "name": f"{title} score",
-                "state_topic": self.score(camera, rule),
-                "value_template": "{{ value_json.score }}",
-                "state_class": "measurement",
-                "suggested_display_precision": 2,
-                "icon": "mdi:comment-question-outline",
-            }
+        )
         if commands:
             entities[("switch", "enabled")] = {
                 "name": "Enabled",
                 "command_topic": self.command(camera, "enabled"),
-                "state_topic": self.state(camera, "enabled"),
+                "state_topic": self.enabled(camera),
                 "payload_on": ON.decode(),
                 "payload_off": OFF.decode(),
                 "icon": "mdi:cctv",
-            }
-            entities[("number", "threshold")] = {
-                "name": "Threshold",
-                "command_topic": self.command(camera, "threshold"),
-                "state_topic": self.state(camera, "threshold"),
-                "min": 0.01,
-                "max": 1.0,
-                "step": 0.01,
-                "mode": "box",
-                "icon": "mdi:tune-vertical",
             }
             entities[("button", "describe")] = {
                 "name": "Describe now",
@@ -211,11 +182,64 @@ class Topics:
                 "payload_press": "PRESS",
                 "icon": "mdi:eye-refresh-outline",
             }
-        out = []
-        for (component, key), body in entities.items():
-            if key not in ("anomaly", "score"):
-                body = {**common, "unique_id": f"{node}_{key}", **body}
-            out.append(OutMessage(f"{self.discovery_prefix}/{component}/{node}/{key}/config", _json(body), 1, True))
+        return [
+            OutMessage(
+                f"{self.discovery_prefix}/{component}/{node}/{key}/config",
+                _json({**common, "unique_id": f"{node}_{key}", **body}),
+                1,
+                True,
+            )
+            for (component, key), body in entities.items()
+        ]
+
+    def _rule_entities(self, camera: str, rule: str, *, commands: bool) -> dict[tuple[str, str], dict[str, Any]]:
+        """One rule's Home Assistant entities, keyed by (component, key)."""
+
+        def key(what: str) -> str:
+            return (
+                GENERAL_ENTITY_KEYS.get(what, f"rule_{rule}_{what}") if rule == GENERAL_RULE else f"rule_{rule}_{what}"
+            )
+
+        title = rule.replace("_", " ").replace("-", " ").capitalize()
+        score = self.rule(camera, rule, "score")
+        out: dict[tuple[str, str], dict[str, Any]] = {
+            ("binary_sensor", key("state")): {
+                "name": title,
+                "state_topic": self.rule(camera, rule, "state"),
+                "payload_on": ON.decode(),
+                "payload_off": OFF.decode(),
+                "device_class": "problem",
+            },
+            ("sensor", key("score")): {
+                "name": f"{title} score",
+                "state_topic": score,
+                "value_template": "{{ value_json.score }}",
+                "json_attributes_topic": score,
+                "json_attributes_template": "{{ {'descriptions': value_json.descriptions} | tojson }}",
+                "state_class": "measurement",
+                "suggested_display_precision": 2,
+                "icon": "mdi:cctv" if rule == GENERAL_RULE else "mdi:comment-question-outline",
+            },
+        }
+        if commands:
+            out[("switch", key("enabled"))] = {
+                "name": f"{title} rule",
+                "command_topic": self.command(camera, "enabled", rule),
+                "state_topic": self.rule(camera, rule, "enabled"),
+                "payload_on": ON.decode(),
+                "payload_off": OFF.decode(),
+                "icon": "mdi:playlist-check",
+            }
+            out[("number", key("threshold"))] = {
+                "name": f"{title} threshold",
+                "command_topic": self.command(camera, "threshold", rule),
+                "state_topic": self.rule(camera, rule, "threshold"),
+                "min": 0.01,
+                "max": 1.0,
+                "step": 0.01,
+                "mode": "box",
+                "icon": "mdi:tune-vertical",
+            }
         return out
 
     def alert_messages(self, change: EventChange, snapshot_max_bytes: int) -> list[OutMessage]:
@@ -244,24 +268,30 @@ class Topics:
                 "explanation": ev.explanation,
             }
             out.append(OutMessage(self.event(cam), _json(fired), 1, False))
-            out.append(OutMessage(self.anomaly(cam, ev.rule), ON if change.type == "new" else OFF, 1, True))
+            state = ON if change.type == "new" else OFF
+            out.extend(OutMessage(t, state, 1, True) for t in self.rule_topics(cam, ev.rule, "state"))
         return out
 
     def control_messages(self, st: ControlState) -> list[OutMessage]:
-        """The settings in force, retained: ``enabled`` (ON/OFF) and ``threshold``."""
-        return [
-            OutMessage(self.state(st.camera, "enabled"), ON if st.enabled else OFF, 1, True),
-            OutMessage(self.state(st.camera, "threshold"), f"{st.threshold:g}".encode(), 1, True),
-        ]
+        """The settings in force, retained: the camera's ``enabled`` and each rule's ``enabled`` and ``threshold``."""
+        out = [OutMessage(self.enabled(st.camera), ON if st.enabled else OFF, 1, True)]
+        for r in st.rules:
+            out.extend(
+                OutMessage(t, ON if r.enabled else OFF, 1, True) for t in self.rule_topics(st.camera, r.name, "enabled")
+            )
+            value = f"{r.threshold:g}".encode()
+            out.extend(OutMessage(t, value, 1, True) for t in self.rule_topics(st.camera, r.name, "threshold"))
+        return out
 
     def description_message(self, d: Description) -> OutMessage:
         body = {"text": d.text, "frame_index": d.frame_index, "wall_time": d.wall_time}
         return OutMessage(self.description(d.camera), _json(body), 0, True)
 
-    def score_message(self, ws: WindowScore) -> OutMessage:
+    def score_messages(self, ws: WindowScore) -> list[OutMessage]:
         body = record_dict(ws)
         del body["kind"]
-        return OutMessage(self.score(ws.camera, ws.rule), _json(body), 0, False)
+        payload = _json(body)
+        return [OutMessage(t, payload, 0, False) for t in self.rule_topics(ws.camera, ws.rule, "score")]
 
     def status_message(self, st: CameraStatus) -> OutMessage:
         body = record_dict(st)

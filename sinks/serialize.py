@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.records import CameraStatus, ControlState, Description, Event, EventChange, Record, WindowScore
+from pipeline.records import Answer, CameraStatus, ControlState, Description, Event, EventChange, Record, WindowScore
 
 
 def event_dict(event: Event, snapshot: str | None = None) -> dict[str, Any]:
@@ -84,6 +84,7 @@ def record_dict(record: Record, snapshot: str | None = None) -> dict[str, Any]:
             "error": record.error,
             "clip_buffer_bytes": record.clip_buffer_bytes,
             "clip_buffer_s": round(record.clip_buffer_s, 1),
+            "figures": dict(record.figures),
         }
     if isinstance(record, ControlState):
         return {
@@ -91,6 +92,8 @@ def record_dict(record: Record, snapshot: str | None = None) -> dict[str, Any]:
             "camera": record.camera,
             "wall_time": record.wall_time,
             "enabled": record.enabled,
-            "threshold": record.threshold,
+            "rules": [{"name": r.name, "enabled": r.enabled, "threshold": r.threshold} for r in record.rules],
         }
+    if isinstance(record, Answer):
+        return {"kind": "answer", "to": record.kind, "wall_time": record.wall_time, "body": dict(record.body)}
     raise TypeError(f"not a record: {type(record).__name__}")

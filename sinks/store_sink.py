@@ -35,8 +35,8 @@ class StoreSettings(Settings):
 
 
 class StoreSink:
-    """Writes descriptions, scores and events (with snapshots) to SQLite from a thread of its own,
-    and applies the retention limits at start and every ``retention_interval_s``."""
+    """Writes descriptions and scores to SQLite from a thread of its own, events (with snapshots) at once
+    (:meth:`persist`), and applies the retention limits at start and every ``retention_interval_s``."""
 
     name = "store"
 
@@ -49,7 +49,6 @@ class StoreSink:
         self._store: EventStore | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-store")
         self._retention: asyncio.Task[None] | None = None
-        self._persisted: set[int] = set()
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -76,7 +75,6 @@ class StoreSink:
         """Store the event now, on the caller's thread (it must survive a crash right after)."""
         assert self._store is not None, "sink not opened"
         self._store.upsert_event(record.after)
-        self._persisted.add(id(record))
 
     async def handle(self, record: Record) -> None:
         store = self._store
@@ -86,11 +84,6 @@ class StoreSink:
                 await self._run(store.add_description, record)
         elif isinstance(record, WindowScore):
             await self._run(store.add_score, record)
-        elif isinstance(record, EventChange):
-            if id(record) in self._persisted:
-                self._persisted.discard(id(record))  # stored by persist()
-            else:
-                await self._run(store.upsert_event, record.after)
 
     async def close(self) -> None:
         if self._retention is not None:

@@ -19,7 +19,7 @@ from monitor.config.prometheus import PrometheusConfig
 from monitor.config.store import StoreConfig
 from pipeline.alerts import AlertSettings
 from pipeline.clips import ClipSettings
-from pipeline.rules import RuleSettings, check_rules
+from pipeline.rules import Rule, check_rules, general_rule
 from pipeline.sampling import SamplingSettings
 from pipeline.settings import Settings
 from pipeline.summaries import SummarySettings
@@ -52,13 +52,13 @@ class AppConfig(Settings):
     store: StoreConfig = StoreConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     summaries: SummarySettings = SummarySettings()
-    rules: tuple[RuleSettings, ...] = Field((), title="[[rules]]: questions asked on every camera (docs/rules.md)")
+    rules: tuple[Rule, ...] = Field((), title="[[rules]]: what every camera watches for besides anomalies")
     cameras: tuple[CameraConfig, ...] = ()
 
     @field_validator("rules")
     @classmethod
-    def _distinct_rules(cls, value: tuple[RuleSettings, ...]) -> tuple[RuleSettings, ...]:
-        return check_rules(value)
+    def _distinct_rules(cls, value: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        return check_rules(value, tables=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -83,6 +83,11 @@ class AppConfig(Settings):
                 "(backend 'transformers') gives; remove it for a judge on a server"
             )
         return self
+
+    @property
+    def general_rule(self) -> Rule:
+        """The general anomaly rule of ``[judge]`` and ``[alerting]`` (a camera's own may differ)."""
+        return general_rule(self.judge, self.alerting, self.judge.calibration)
 
     @property
     def judge_backend(self) -> str:

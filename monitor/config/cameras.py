@@ -12,10 +12,11 @@ A camera may override any key of ``[sampling]``, ``[windows]``, ``[alerting]``, 
     [cameras.alerting]
     threshold = 0.8
 
-A camera's ``[[cameras.rules]]`` add to the global ``[[rules]]``, replacing one of the same name.
+A camera's ``[[cameras.rules]]`` add to the global ``[[rules]]``, replacing one of the same name; its rules
+start with the general anomaly rule, built from its ``judge`` and ``alerting`` and ``[judge] calibration``.
 
 The merge happens once, during validation: the result is a :class:`~pipeline.camera.CameraSettings` whose
-sections are complete, so every stage reads its settings from one object.
+sections and rules are complete, so every stage reads its settings from one object.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pipeline.alerts import AlertSettings
-from pipeline.camera import CameraSettings, DescribeSettings
+from pipeline.camera import GENERAL_RULE_MARK, CameraSettings, DescribeSettings
 from pipeline.judge import JudgeSettings
 from pipeline.rules import merge_rules
 from pipeline.sampling import SamplingSettings
@@ -58,6 +59,7 @@ def merge_camera(camera: Any, root: Mapping[str, Any]) -> Any:
     frame" even where ``[sampling]`` has an ``fps``. Values that are not tables are left for validation
     to report.
     """
+    built = camera.rules[1:] if isinstance(camera, CameraSettings) else None  # validated before: keep its rules
     camera = _as_dict(camera, only_set=True)
     if not isinstance(camera, dict):
         return camera
@@ -71,9 +73,12 @@ def merge_camera(camera: Any, root: Mapping[str, Any]) -> Any:
         if section == "sampling" and "every_n_frames" in own and "fps" not in own:
             inherited["fps"] = None
         out[section] = {**inherited, **own}
-    global_rules, own_rules = root.get("rules", []), camera.get("rules", [])
+    global_rules, own_rules = root.get("rules", []), camera.get("rules", []) if built is None else built
+    judge = root.get("judge")
+    calibration = judge.get("calibration") if isinstance(judge, dict) else getattr(judge, "calibration", None)
+    mark = {**GENERAL_RULE_MARK, "calibration": calibration}
     if isinstance(global_rules, list | tuple) and isinstance(own_rules, list | tuple):
-        out["rules"] = merge_rules(global_rules, own_rules)
+        out["rules"] = [mark, *merge_rules(global_rules, own_rules)]
     return out
 
 
@@ -100,7 +105,10 @@ def inherited_error(raw_cameras: Any, loc: tuple[int | str, ...], global_rules: 
 
 
 def _inherited_rule(raw_cameras: Any, camera: int, index: int | str, global_rules: Any) -> bool:
-    """Whether rule ``index`` of a merged camera is a global rule the camera did not replace."""
+    """Whether rule ``index`` of a merged camera is the general rule (built from sections whose errors are
+    reported there) or a global rule the camera did not replace."""
+    if index == 0:
+        return True
     try:
         own = raw_cameras[camera].get("rules", [])
     except (IndexError, TypeError, AttributeError):
@@ -109,4 +117,4 @@ def _inherited_rule(raw_cameras: Any, camera: int, index: int | str, global_rule
         return False
     merged = merge_rules(global_rules, own)
     own_ids = {id(r) for r in own}
-    return 0 <= index < len(merged) and id(merged[index]) not in own_ids
+    return 0 < index <= len(merged) and id(merged[index - 1]) not in own_ids

@@ -40,7 +40,7 @@ def console(
     return run_subscriber(
         address,
         prefix or cfg.mqtt.topic_prefix,
-        threshold=threshold if threshold is not None else cfg.alerting.threshold,
+        threshold=threshold,
         span_s=span_s,
         history=store,
         hours=hours,

@@ -12,8 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.records import CameraStatus, Description, EventChange, Record, WindowScore
-from pipeline.rules import DEFAULT_RULE
+from pipeline.records import GENERAL_RULE, CameraStatus, ControlState, Description, EventChange, Record, WindowScore
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,17 @@ class ScorePoint:
     wall_time: float
     score: float
     description: str | None
-    rule: str = DEFAULT_RULE
+    rule: str = GENERAL_RULE
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSetting:
+    """A rule's setting in force on a camera, as its settings owner published it (None: not said here)."""
+
+    camera: str
+    rule: str
+    threshold: float | None = None
+    enabled: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +83,7 @@ class LinkState:
     detail: str
 
 
-FeedItem = ScorePoint | DescriptionView | EventView | StatusView | LinkState
+FeedItem = ScorePoint | RuleSetting | DescriptionView | EventView | StatusView | LinkState
 
 
 class ConsoleFeed:
@@ -155,6 +164,8 @@ def items_from_record(record: Record) -> list[FeedItem]:
         ]
     if isinstance(record, CameraStatus):
         return [StatusView(record.camera, record.wall_time, record.connected, record.fps, record.frames_dropped)]
+    if isinstance(record, ControlState):
+        return [RuleSetting(record.camera, r.name, r.threshold, r.enabled) for r in record.rules]
     return []
 
 
@@ -174,29 +185,18 @@ class MqttDecoder:
         try:
             if parts == ["events"]:
                 return self._event(self._json(payload))
-            if len(parts) == 4 and parts[1] == "rules" and parts[3] == "score":
-                camera, rule = parts[0], parts[2]
-                if not CAMERA_NAME.match(camera) or not RULE_NAME.match(rule):
-                    raise ValueError("not a camera and rule name")
-                d = self._json(payload)
-                return [ScorePoint(camera, _time(d, "wall_time"), _score(d, "score"), None, rule)]
+            if len(parts) == 4 and parts[1] == "rules" and parts[3] in ("score", "threshold", "enabled"):
+                return self._rule(parts[0], parts[2], parts[3], payload)
             if len(parts) != 2 or not parts[0]:
                 return []
             camera, kind = parts
-            if kind in ("snapshot", "score", "status") and not CAMERA_NAME.match(camera):
+            if kind in ("snapshot", "status") and not CAMERA_NAME.match(camera):
                 raise ValueError("not a camera name")
             if kind == "snapshot":
                 if len(payload) > MAX_SNAPSHOT_BYTES or payload[:2] != b"\xff\xd8":
                     raise ValueError("not a JPEG" if payload[:2] != b"\xff\xd8" else "too large")
                 self._snapshots[camera] = payload
                 return []
-            if kind == "score":
-                d = self._json(payload)
-                descriptions = d.get("descriptions") or []
-                if not isinstance(descriptions, list):
-                    raise ValueError("descriptions is not a list")
-                text = str(descriptions[-1]) if descriptions else None
-                return [ScorePoint(camera, _time(d, "wall_time"), _score(d, "score"), text)]
             if kind == "status":
                 d = self._json(payload)
                 return [
@@ -212,6 +212,27 @@ class MqttDecoder:
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             self.feed.reject(topic, str(exc) or type(exc).__name__)
             return []
+
+    def _rule(self, camera: str, rule: str, kind: str, payload: bytes) -> list[FeedItem]:
+        """A rule's score, threshold or enabled state (its topics: ``<prefix>/<camera>/rules/<rule>/...``; the
+        general rule's earlier topics ``<prefix>/<camera>/score|threshold`` carry the same and are ignored)."""
+        if not CAMERA_NAME.match(camera) or not RULE_NAME.match(rule):
+            raise ValueError("not a camera and rule name")
+        if kind == "threshold":
+            value = _number(payload)
+            if not 0 < value <= 1:
+                raise ValueError(f"threshold {value:g} is outside (0, 1]")
+            return [RuleSetting(camera, rule, threshold=value)]
+        if kind == "enabled":
+            if payload not in (b"ON", b"OFF"):
+                raise ValueError("not ON or OFF")
+            return [RuleSetting(camera, rule, enabled=payload == b"ON")]
+        d = self._json(payload)
+        descriptions = d.get("descriptions") or []
+        if not isinstance(descriptions, list):
+            raise ValueError("descriptions is not a list")
+        text = str(descriptions[-1]) if descriptions else None
+        return [ScorePoint(camera, _time(d, "wall_time"), _score(d, "score"), text, rule)]
 
     @staticmethod
     def _json(payload: bytes) -> dict[str, Any]:
@@ -256,6 +277,16 @@ def _severity(d: dict[str, Any]) -> int:
     value = d.get("severity", 0)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2:
         raise ValueError("severity is not 0, 1 or 2")
+    return value
+
+
+def _number(payload: bytes) -> float:
+    """A retained number such as ``0.65``."""
+    if len(payload) > 32:
+        raise ValueError("too long for a number")
+    value = float(payload.decode("ascii"))
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
     return value
 
 

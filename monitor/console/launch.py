@@ -99,7 +99,13 @@ def _quit_on_signals(app: Any, window: Any) -> Any:
 
 
 def open_window(
-    feed: ConsoleFeed, *, threshold: float, span_s: float, history: Path | None, hours: float, title: str
+    feed: ConsoleFeed,
+    *,
+    span_s: float,
+    history: Path | None,
+    hours: float,
+    title: str,
+    threshold: float | None = None,
 ) -> tuple[Any, Any]:
     """The QApplication and a shown console window (history loading in a background thread)."""
     from monitor.console.window import ConsoleWindow
@@ -125,11 +131,11 @@ def run_subscriber(
     address: Any,
     prefix: str,
     *,
-    threshold: float,
     span_s: float,
     history: Path | None,
     hours: float,
     ca_file: str | None = None,
+    threshold: float | None = None,
 ) -> int:
     """``monitor console``: the window fed by an MQTT subscriber thread. Returns when it is closed."""
     from monitor.console.subscriber import MqttFeeder
@@ -158,7 +164,6 @@ def run_with_pipeline(
     run_pipeline: Callable[[asyncio.Event], Any],
     feed: ConsoleFeed,
     *,
-    threshold: float,
     span_s: float,
     history: Path | None,
     hours: float,
@@ -168,9 +173,7 @@ def run_with_pipeline(
     Closing the window stops the pipeline; the pipeline ending leaves the window open for browsing.
     Returns what ``run_pipeline`` returned (or raised).
     """
-    app, window = open_window(
-        feed, threshold=threshold, span_s=span_s, history=history, hours=hours, title="LLM anomaly monitor — live"
-    )
+    app, window = open_window(feed, span_s=span_s, history=history, hours=hours, title="LLM anomaly monitor — live")
     ticker = _quit_on_signals(app, window)
     outcome: dict[str, Any] = {}
     ready = threading.Event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,12 @@ from monitor.console.feed import (
     EventView,
     FeedItem,
     LinkState,
+    RuleSetting,
     ScorePoint,
     StatusView,
 )
 from monitor.console.series import ScoreSeries
-from pipeline.rules import DEFAULT_RULE
+from pipeline.records import GENERAL_RULE
 
 SEVERITY_RGB = {0: (225, 170, 30), 1: (240, 110, 20), 2: (220, 30, 30)}
 """Event colours by severity: 0 worth noting (amber), 1 suspicious (orange), 2 dangerous (red)."""
@@ -30,20 +31,32 @@ SEVERITY_COLOURS = {k: "#{:02x}{:02x}{:02x}".format(*rgb) for k, rgb in SEVERITY
 SEVERITY_LABELS = {0: "noting", 1: "suspicious", 2: "DANGEROUS"}
 EVENT_ALPHA, OPEN_EVENT_ALPHA = 60, 110
 REGIONS_PER_CAMERA = 64
-RULE_COLOURS = ((230, 140, 20), (40, 160, 70), (150, 60, 190), (20, 170, 180), (120, 120, 120))
-"""Lines of the rules besides the anomaly one (blue), in the order they appear."""
+RULE_COLOURS = ((40, 110, 220), (230, 140, 20), (40, 160, 70), (150, 60, 190), (20, 170, 180), (120, 120, 120))
+"""Lines of a camera's rules, in the order they appear (the general rule's usually first: blue)."""
 EVENTS_PER_TICK = 20
 
 
-class CameraPanel(QtWidgets.QFrame):
-    """One camera: its score against wall-clock time, the threshold, events as shaded spans, the latest
-    description."""
+@dataclass
+class RuleLine:
+    """One rule's scores on a camera's plot, its line and its threshold (as the monitor says it is)."""
 
-    def __init__(self, camera: str, *, threshold: float, capacity: int) -> None:
+    series: ScoreSeries
+    curve: Any
+    threshold: pg.InfiniteLine
+    known: float | None = None
+    """The threshold in force, once the monitor said it."""
+    enabled: bool = True
+
+
+class CameraPanel(QtWidgets.QFrame):
+    """One camera: each rule's score against wall-clock time with its threshold, events as shaded spans,
+    the latest description."""
+
+    def __init__(self, camera: str, *, capacity: int, thresholds: dict[str, float] | None = None) -> None:
+        """``thresholds``: lines to draw until the monitor publishes the rules' own."""
         super().__init__()
         self.camera = camera
         self.setFrameShape(QtWidgets.QFrame.Shape.StyledPanel)
-        self.series = ScoreSeries(capacity)
         self.title = QtWidgets.QLabel(f"<b>{camera}</b>")
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}, background="w")
         self.plot.setMinimumHeight(140)
@@ -55,18 +68,10 @@ class CameraPanel(QtWidgets.QFrame):
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.getPlotItem().hideButtons()
-        self.curve = self._new_curve((40, 110, 220), None)
-        self.rules: dict[str, tuple[ScoreSeries, Any]] = {}
-        """Each further rule's scores and line (the anomaly rule's are ``series`` and ``curve``)."""
+        self.lines: dict[str, RuleLine] = {}
+        """Each rule's line, in the order the rules appeared."""
         self._capacity = capacity
-        self._dirty_rules: set[str] = set()
-        self.threshold_line = pg.InfiniteLine(
-            pos=threshold,
-            angle=0,
-            movable=False,
-            pen=pg.mkPen((220, 40, 40), width=1, style=QtCore.Qt.PenStyle.DashLine),
-        )
-        self.plot.addItem(self.threshold_line)
+        self._dirty: set[str] = set()
         self.regions: OrderedDict[str, tuple[pg.LinearRegionItem, EventView]] = OrderedDict()
         self.description = QtWidgets.QLabel("…")
         self.description.setWordWrap(True)
@@ -77,28 +82,50 @@ class CameraPanel(QtWidgets.QFrame):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.description)
         self.following = True
-        self._dirty = False
         self._scrolled = 0.0
+        for rule, value in (thresholds or {}).items():
+            self.set_rule(RuleSetting(camera, rule, threshold=value))
 
-    def _new_curve(self, rgb: tuple[int, int, int], name: str | None) -> Any:
-        curve = self.plot.plot(pen=pg.mkPen(rgb, width=2), name=name)
+    def line(self, rule: str) -> RuleLine:
+        """The rule's line, created the first time the rule is seen (a legend once there are two)."""
+        found = self.lines.get(rule)
+        if found is not None:
+            return found
+        rgb = RULE_COLOURS[len(self.lines) % len(RULE_COLOURS)]
+        curve = self.plot.plot(pen=pg.mkPen(rgb, width=2), name=rule)
         curve.setClipToView(True)
         curve.setDownsampling(auto=True, method="peak")
-        return curve
+        threshold = pg.InfiniteLine(
+            angle=0, movable=False, pen=pg.mkPen(rgb, width=1, style=QtCore.Qt.PenStyle.DashLine)
+        )
+        threshold.setVisible(False)
+        self.plot.addItem(threshold)
+        found = self.lines[rule] = RuleLine(ScoreSeries(self._capacity), curve, threshold)
+        if len(self.lines) == 2:
+            self.plot.addLegend(offset=(4, 4))
+            for name, existing in self.lines.items():
+                self.plot.getPlotItem().legend.addItem(existing.curve, name)
+        elif len(self.lines) > 2:
+            self.plot.getPlotItem().legend.addItem(curve, rule)
+        return found
+
+    def thresholds(self) -> dict[str, float]:
+        """The threshold in force of each rule whose threshold is known."""
+        return {r: line.known for r, line in self.lines.items() if line.known is not None}
+
+    def set_rule(self, setting: RuleSetting) -> None:
+        """Draw a rule's threshold as the monitor published it (paused: no line)."""
+        line = self.line(setting.rule)
+        if setting.enabled is not None:
+            line.enabled = setting.enabled
+        if setting.threshold is not None:
+            line.known = setting.threshold
+            line.threshold.setValue(setting.threshold)
+        line.threshold.setVisible(line.known is not None and line.enabled)
 
     def add_point(self, p: ScorePoint) -> None:
-        if p.rule != DEFAULT_RULE:
-            if p.rule not in self.rules:
-                if not self.rules:
-                    self.plot.addLegend(offset=(4, 4))
-                    self.plot.getPlotItem().legend.addItem(self.curve, DEFAULT_RULE)
-                rgb = RULE_COLOURS[len(self.rules) % len(RULE_COLOURS)]
-                self.rules[p.rule] = (ScoreSeries(self._capacity), self._new_curve(rgb, p.rule))
-            self.rules[p.rule][0].append(p.wall_time, p.score)
-            self._dirty_rules.add(p.rule)
-            return
-        self.series.append(p.wall_time, p.score)
-        self._dirty = True
+        self.line(p.rule).series.append(p.wall_time, p.score)
+        self._dirty.add(p.rule)
         if p.description:
             self.description.setText(p.description)
 
@@ -126,14 +153,11 @@ class CameraPanel(QtWidgets.QFrame):
     def refresh(self, now: float, span_s: float) -> None:
         """Redraw what changed: new points, open events stretched to now, and the scrolling x range, which
         moves with new data or once a second (each move repaints the whole plot)."""
-        changed = self._dirty or bool(self._dirty_rules)
-        if self._dirty:
-            self.curve.setData(*self.series.arrays())
-            self._dirty = False
-        for rule in self._dirty_rules:
-            series, curve = self.rules[rule]
-            curve.setData(*series.arrays())
-        self._dirty_rules.clear()
+        changed = bool(self._dirty)
+        for rule in self._dirty:
+            line = self.lines[rule]
+            line.curve.setData(*line.series.arrays())
+        self._dirty.clear()
         if not (changed or now - self._scrolled >= 1.0):
             return
         self._scrolled = now
@@ -169,7 +193,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self,
         feed: ConsoleFeed,
         *,
-        threshold: float = 0.7,
+        threshold: float | None = None,
         span_s: float = 300.0,
         refresh_ms: int = 250,
         capacity: int = 4096,
@@ -178,7 +202,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         title: str = "",
         clip_dir: Path | None = None,
     ) -> None:
-        """``clip_dir``: where the monitor keeps event clips, when it is on this machine."""
+        """``threshold``: the general rule's line until the monitor publishes its own; ``clip_dir``: where the
+        monitor keeps event clips, when it is on this machine."""
         super().__init__()
         self.feed = feed
         self.clip_dir = clip_dir
@@ -291,8 +316,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _apply(self, item: FeedItem) -> None:
         if isinstance(item, ScorePoint):
             self.panel(item.camera).add_point(item)
-            if item.rule == DEFAULT_RULE:
+            if item.rule == GENERAL_RULE:
                 self._set_cell(item.camera, 4, f"{item.score:.2f}")
+        elif isinstance(item, RuleSetting):
+            self.panel(item.camera).set_rule(item)
         elif isinstance(item, EventView):
             self._event(item)
         elif isinstance(item, StatusView):
@@ -308,7 +335,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         found = self.panels.get(camera)
         if found is not None:
             return found
-        panel = CameraPanel(camera, threshold=self.threshold, capacity=self.capacity)
+        initial = None if self.threshold is None else {GENERAL_RULE: self.threshold}
+        panel = CameraPanel(camera, capacity=self.capacity, thresholds=initial)
         self.panels[camera] = panel
         columns = 1 if len(self.panels) == 1 else 2 if len(self.panels) <= 4 else 3 if len(self.panels) <= 9 else 4
         for i, p in enumerate(self.panels.values()):  # re-flow the grid as cameras appear

@@ -18,6 +18,7 @@ from pipeline.queues import ThreadToAsyncQueue
 from pipeline.records import CameraStatus, Frame, Record
 from pipeline.sampling import FrameSampler
 from pipeline.sources import VideoSource
+from pipeline.stats import figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,11 @@ class CameraParts:
     def name(self) -> str:
         return self.stage.camera
 
+    def stats(self) -> list[object]:
+        """The stats objects of the camera's parts: source, frame queue, stage and clip recorder."""
+        parts: list[object] = [self.source.stats, self.frames.stats, self.stage.counters]
+        return parts if self.stage.clips is None else [*parts, self.stage.clips.stats]
+
     def status(self) -> CameraStatus:
         st = self.source.stats
         ring = self.source.ring
@@ -64,6 +70,7 @@ class CameraParts:
             error=st.error,
             clip_buffer_bytes=0 if ring is None else ring.bytes,
             clip_buffer_s=0.0 if ring is None else ring.span_s,
+            figures={f.name: f.value for part in self.stats() for f in figures(part)},
         )
 
     def summary(self) -> CameraSummary:

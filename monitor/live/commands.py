@@ -86,12 +86,14 @@ def run(
     cfg = _existing_files(cfg)
     if not cfg.cameras:
         return fail("none of the sources can be read")
-    sinks, mqtt = build_sinks(cfg)
-    monitor = Monitor(cfg, load_models=lambda: build_client(cfg), sinks=sinks, max_seconds=max_seconds)
+    live = build_sinks(cfg)
+    monitor = Monitor(
+        cfg, load_models=lambda: build_client(cfg), sinks=live.sinks, max_seconds=max_seconds, mqtt=live.mqtt
+    )
     if cfg.prometheus.port is not None:
         from monitor.live.prometheus import MonitorCollector, serve
 
-        serve(MonitorCollector(monitor, mqtt), cfg.prometheus.port, cfg.prometheus.address)
+        serve(MonitorCollector(monitor), cfg.prometheus.port, cfg.prometheus.address)
 
     def outcome(summary: RunSummary) -> int:
         bad = summary.failed or summary.crashed or len(summary.cameras) < requested
@@ -102,11 +104,9 @@ def run(
         from monitor.console.launch import ConsoleSink, run_with_pipeline
 
         feed = ConsoleFeed()
-        monitor.sinks = [*sinks, ConsoleSink(feed)]
+        monitor.sinks = [*live.sinks, ConsoleSink(feed)]
         history = cfg.store.path if cfg.store.enabled and cfg.store.path.is_file() else None
-        summary = run_with_pipeline(
-            monitor.run, feed, threshold=cfg.alerting.threshold, span_s=span_s, history=history, hours=hours
-        )
+        summary = run_with_pipeline(monitor.run, feed, span_s=span_s, history=history, hours=hours)
         return outcome(summary)
 
     async def main() -> int:

@@ -1,40 +1,38 @@
-"""The operators' settings per camera (enabled, threshold), applied to the running stages and kept in a file."""
+"""The operators' settings of every camera, kept in a file so they survive a restart."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from pipeline.camera import CameraSettings
 from pipeline.controls import CameraControls, Command
-from pipeline.records import ControlState
+from pipeline.records import GENERAL_RULE, ControlState
 
 log = logging.getLogger(__name__)
 
 
 class ControlStore:
-    """One :class:`CameraControls` per camera, shared with the camera stages; ``enabled`` and ``threshold``
-    are written to ``path`` after every change so they survive a restart.
+    """One :class:`~pipeline.controls.CameraControls` per camera (the owner of its settings in force, shared
+    with its stage); what operators changed is written to ``path`` after every change.
 
-    A file that cannot be read is reported once and ignored (the cameras start with their configuration).
+    A file that cannot be read is reported once and ignored (the cameras start with their configuration);
+    a saved value that no longer fits the configuration (a rule removed) is reported and dropped.
     """
 
-    def __init__(self, path: Path, cameras: Sequence[str], thresholds: dict[str, float]) -> None:
+    def __init__(
+        self, path: Path, cameras: tuple[CameraSettings, ...], *, publish: Callable[[ControlState], None]
+    ) -> None:
         self.path = path
-        self.configured = dict(thresholds)
-        self.cameras = {name: CameraControls() for name in cameras}
+        self.cameras = {c.name: CameraControls(c.name, c.rules, publish=publish) for c in cameras}
         for name, saved in self._load().items():
             controls = self.cameras.get(name)
             if controls is None or not isinstance(saved, dict):
                 continue
-            if isinstance(saved.get("enabled"), bool):
-                controls.enabled = saved["enabled"]
-            t = saved.get("threshold")
-            if isinstance(t, float | int) and not isinstance(t, bool) and math.isfinite(t) and 0 < t <= 1:
-                controls.threshold = float(t)
+            for problem in controls.restore(_upgrade(saved)):
+                log.warning("camera %r: an operator's setting in %s no longer applies: %s", name, path, problem)
         off = [n for n, c in self.cameras.items() if not c.enabled]
         if off:
             log.info("cameras switched off by an operator (%s): %s", path, ", ".join(off))
@@ -44,17 +42,13 @@ class ControlStore:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             log.warning("operator settings %s cannot be read (%s); using the configuration", self.path, exc)
             return {}
         return data if isinstance(data, dict) else {}
 
     def _save(self) -> None:
-        data = {
-            name: {"enabled": c.enabled, "threshold": c.threshold}
-            for name, c in self.cameras.items()
-            if not c.enabled or c.threshold is not None
-        }
+        data = {name: changes for name, c in self.cameras.items() if (changes := c.changes())}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,27 +57,32 @@ class ControlStore:
         except OSError as exc:
             log.error("operator settings not saved to %s: %s (they hold until the monitor stops)", self.path, exc)
 
-    def state(self, camera: str) -> ControlState:
-        """The settings in force on ``camera``."""
-        c = self.cameras[camera]
-        threshold = c.threshold if c.threshold is not None else self.configured[camera]
-        return ControlState(camera=camera, enabled=c.enabled, threshold=threshold, wall_time=time.time())
+    def publish_all(self) -> None:
+        """Publish every camera's settings in force (at start)."""
+        for c in self.cameras.values():
+            if c.publish is not None:
+                c.publish(c.state())
 
-    def apply(self, command: Command) -> ControlState | None:
-        """Carry out a command; the new state to publish, or None for a camera this monitor does not run."""
+    def apply(self, command: Command) -> str | None:
+        """Carry out a command; the reason it is refused, if it is (a camera this monitor does not run is
+        refused too)."""
         c = self.cameras.get(command.camera)
         if c is None:
-            return None
-        if command.kind == "describe":
-            c.describe_now = True
-            log.info("camera %r: a description was asked for", command.camera)
-            return self.state(command.camera)
-        if command.kind == "enabled":
-            c.enabled = bool(command.value)
-            log.info("camera %r switched %s by an operator", command.camera, "on" if c.enabled else "off")
-        else:
-            assert isinstance(command.value, float)
-            c.threshold = None if command.value == self.configured[command.camera] else command.value
-            log.info("camera %r: threshold set to %g by an operator", command.camera, command.value)
-        self._save()
-        return self.state(command.camera)
+            return f"no camera {command.camera!r} here"
+        try:
+            c.apply(command)
+        except ValueError as exc:
+            return str(exc)
+        if command.kind != "describe":
+            self._save()
+        return None
+
+
+def _upgrade(saved: Mapping[str, object]) -> dict[str, object]:
+    """A camera's saved settings in today's form (files of earlier versions kept one ``threshold``: the
+    general rule's)."""
+    out = dict(saved)
+    threshold = out.pop("threshold", None)
+    if threshold is not None and "rules" not in out:
+        out["rules"] = {GENERAL_RULE: {"threshold": threshold}}
+    return out

@@ -1,8 +1,10 @@
 """The live monitor: every configured camera through one model client, results out to the sinks.
 
 The monitor owns its tasks: a camera stage that fails is logged at once and stops the run (exit status
-1); the model engine dying does the same; the status reporter is restarted; each sink runner is
-supervised by the sink hub.
+1); the model engine dying does the same (the run awaits its failure with its other tasks); the status
+reporter is restarted; each sink runner is supervised by the sink hub. It carries out what comes in over
+MQTT (:class:`~sinks.mqtt_commands.CommandHandler`): operators' commands go to the cameras' settings owners,
+summary requests are answered as records through the sinks.
 """
 
 from __future__ import annotations
@@ -16,21 +18,19 @@ from dataclasses import dataclass, replace
 from monitor.config import AppConfig
 from monitor.live.cameras import CameraParts, CameraSummary, build_camera
 from monitor.live.controls import ControlStore
+from monitor.live.sinks import mqtt_topics
 from monitor.models import build_judge
-from pipeline.camera import CameraCounters
 from pipeline.controls import Command
 from pipeline.inference import EngineStats, ModelClient, ModelLoadError
 from pipeline.judge import Judge
-from pipeline.records import CameraStatus, EventChange
+from pipeline.records import Answer, EventChange, Record
 from pipeline.supervision import LagProbe, restarting
-from sinks.base import Sink, SinkHub, SinkRunner
+from sinks.base import Sink, SinkHub, SinkStats
 from sinks.event_store import EventStore, clip_dir
-from sinks.mqtt_sink import MqttSink
+from sinks.mqtt_commands import CommandListener
+from sinks.mqtt_connection import MqttConnection
 
 log = logging.getLogger(__name__)
-
-ENGINE_CHECK_S = 1.0
-"""How often the run looks at the model engine's health."""
 
 
 def _check_describer(models: ModelClient) -> None:
@@ -58,12 +58,13 @@ class RunSummary:
 
 @dataclass(frozen=True, slots=True)
 class LiveStats:
-    """A view of the running monitor's counters."""
+    """The running monitor's figures: each camera's stats objects, the engine's, each sink's, and those of
+    the monitor's other parts (event loop, judge, MQTT connection and commands)."""
 
-    cameras: list[tuple[CameraStatus, CameraCounters]]
+    cameras: list[tuple[str, list[object]]]
     engine: EngineStats | None
-    sinks: list[SinkRunner]
-    loop_lag_max_s: float = 0.0
+    sinks: list[tuple[str, SinkStats]]
+    parts: list[object]
 
 
 class Monitor:
@@ -78,9 +79,11 @@ class Monitor:
         load_models: Callable[[], ModelClient] | None = None,
         judge: Judge | None = None,
         max_seconds: float | None = None,
+        mqtt: MqttConnection | None = None,
     ) -> None:
         """``models``, or ``load_models`` to load them once the sinks are open (a ModelLoadError then
-        comes out of :meth:`run`)."""
+        comes out of :meth:`run`); ``mqtt``: the broker connection whose commands it obeys (when
+        ``[mqtt] commands``)."""
         if not cfg.cameras:
             raise ValueError("no cameras configured: add [[cameras]] to the config or pass --source")
         if (models is None) == (load_models is None):
@@ -95,26 +98,27 @@ class Monitor:
         self.max_seconds = max_seconds
         self.drain_timeout_s = cfg.outputs.drain_timeout_s
         self.lag = LagProbe()
-        self.controls = ControlStore(
-            cfg.mqtt.controls, [c.name for c in cfg.cameras], {c.name: c.alerting.threshold for c in cfg.cameras}
-        )
+        self.controls = ControlStore(cfg.mqtt.controls, cfg.cameras, publish=self._publish)
+        self.mqtt = mqtt
+        self.commands: CommandListener | None = None
+        if mqtt is not None and cfg.mqtt.commands:
+            self.commands = CommandListener(mqtt_topics(cfg), [c.name for c in cfg.cameras], self)
+            mqtt.listen(self.commands)
         self._cameras: list[CameraParts] = []
+        self._judge: Judge | None = None
         self._hub: SinkHub | None = None
         self._summaries: set[asyncio.Task[None]] = set()
-        for sink in sinks:
-            if isinstance(sink, MqttSink) and sink.cfg.commands:
-                sink.on_command = self.command
-                sink.on_summarize = lambda payload, sink=sink: self.summarize(payload, sink)
 
-    def command(self, command: Command) -> bool:
-        """Carry out an operator's command (from the event loop) and publish the settings now in force;
-        False for a camera this monitor does not run."""
-        state = self.controls.apply(command)
-        if state is not None and self._hub is not None:
-            self._hub.publish(state)
-        return state is not None
+    def _publish(self, record: Record) -> None:
+        if self._hub is not None:
+            self._hub.publish(record)
 
-    def summarize(self, payload: bytes, sink: MqttSink) -> str | None:
+    def command(self, command: Command) -> str | None:
+        """Carry out an operator's command (from the event loop); the settings owner of its camera publishes
+        the settings now in force. The reason it is refused, if it is."""
+        return self.controls.apply(command)
+
+    def summarize(self, payload: bytes) -> str | None:
         """Start answering a summarize request (from the event loop); the reason it is refused, if it is."""
         from monitor.live.summary import answer, parse_request
 
@@ -132,7 +136,7 @@ class Monitor:
             except Exception as exc:  # the asker gets an answer either way
                 log.warning("summary of %s failed: %s", request, exc)
                 result = {"id": request.id, "since": request.since, "until": request.until, "error": str(exc)}
-            await sink.send_summary(result)
+            self._publish(Answer("summary", result, time.time()))
 
         task = asyncio.create_task(reply(), name="summarize")
         self._summaries.add(task)
@@ -140,12 +144,14 @@ class Monitor:
         return None
 
     def live_stats(self) -> LiveStats:
-        """The running monitor's counters (for the metrics endpoint); empty before :meth:`run`."""
+        """The running monitor's figures (for the metrics endpoint); no cameras before :meth:`run`."""
+        parts: list[object] = [self.lag.stats]
+        parts += [p.stats for p in (self._judge, self.mqtt, self.commands) if p is not None]
         return LiveStats(
-            cameras=[(c.status(), c.stage.counters) for c in self._cameras],
+            cameras=[(c.name, c.stats()) for c in self._cameras],
             engine=None if self.models is None else self.models.stats,
-            sinks=[] if self._hub is None else list(self._hub.runners),
-            loop_lag_max_s=self.lag.max_lag_s,
+            sinks=[] if self._hub is None else [(r.sink.name, r.stats) for r in self._hub.runners],
+            parts=parts,
         )
 
     def _left_open(self) -> list[EventChange]:
@@ -188,15 +194,14 @@ class Monitor:
             self._hub = hub
             for change in left_open:
                 hub.publish(change)
-            for cam in cfg.cameras:
-                hub.publish(self.controls.state(cam.name))
+            self.controls.publish_all()
             if self.models is None:
                 assert self.load_models is not None
                 self.models = await asyncio.to_thread(self.load_models)
             models = self.models
             _check_describer(models)
             async with models:
-                judge = self.judge or build_judge(cfg, models)
+                judge = self._judge = self.judge or build_judge(cfg, models)
                 cameras = self._cameras = [
                     build_camera(
                         cam,
@@ -223,14 +228,13 @@ class Monitor:
                     asyncio.create_task(restarting("event loop lag probe", self.lag.run), name="lag-probe"),
                 ]
                 stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
+                failure = asyncio.create_task(models.failed(), name="model-failure")
                 remaining = set(stages)
                 try:
                     while remaining and not stop.is_set() and not crashed:
-                        timeout = (
-                            ENGINE_CHECK_S if deadline is None else min(ENGINE_CHECK_S, deadline - time.monotonic())
-                        )
+                        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                         done, _ = await asyncio.wait(
-                            remaining | {stop_task}, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
+                            remaining | {stop_task, failure}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                         )
                         for task in remaining & done:
                             exc = None if task.cancelled() else task.exception()
@@ -239,8 +243,8 @@ class Monitor:
                                 log.error("camera %r: its stage failed: %r; stopping the run", name, exc, exc_info=exc)
                                 crashed.append(f"camera {name}")
                         remaining -= done
-                        if models.failure is not None:
-                            log.error("the model engine failed (%r); stopping the run", models.failure)
+                        if failure in done:
+                            log.error("the model engine failed (%r); stopping the run", failure.result())
                             crashed.append("model engine")
                         if deadline is not None and time.monotonic() >= deadline:
                             log.info("time limit of %.0f s reached", self.max_seconds)
@@ -249,6 +253,7 @@ class Monitor:
                         await self._shutdown(cameras, remaining)
                 finally:
                     stop_task.cancel()
+                    failure.cancel()
                     for h in [*helpers, *self._summaries]:
                         h.cancel()
                     for c in cameras:

@@ -3,32 +3,58 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from monitor.config import AppConfig
 from sinks.base import Sink
 from sinks.jsonl_sink import JsonLinesSink
 from sinks.log_sink import LogSink
+from sinks.mqtt_connection import MqttConnection
 from sinks.mqtt_sink import MqttSink
+from sinks.mqtt_topics import Topics
 from sinks.store_sink import StoreSink
 
 log = logging.getLogger(__name__)
 
 
-def build_sinks(cfg: AppConfig) -> tuple[list[Sink], MqttSink | None]:
-    """The log sink always; JSON lines, the event store and MQTT as configured (and the MQTT sink itself)."""
+@dataclass(frozen=True, slots=True)
+class LiveSinks:
+    """The sinks of a run and, with MQTT on, the broker connection (commands come in over it) and topics."""
+
+    sinks: list[Sink]
+    mqtt: MqttConnection | None = None
+    topics: Topics | None = None
+
+
+def mqtt_topics(cfg: AppConfig) -> Topics:
+    """The topics of this configuration's (bound) instance."""
+    return Topics(cfg.mqtt.topic_prefix, cfg.mqtt.discovery_prefix, cfg.instance or "")
+
+
+def build_sinks(cfg: AppConfig) -> LiveSinks:
+    """The log sink always; JSON lines, the event store and MQTT as configured."""
     sinks: list[Sink] = [LogSink(log_descriptions=cfg.outputs.log_descriptions)]
     if cfg.outputs.jsonl:
         sinks.append(JsonLinesSink(cfg.outputs.dir))
         log.info("writing results to %s", cfg.outputs.dir / "results.jsonl")
     if cfg.store.enabled:
         sinks.append(StoreSink(cfg.store))
-    mqtt = None
-    if cfg.mqtt.enabled:
-        mqtt = MqttSink(
-            cfg.mqtt,
-            [c.name for c in cfg.cameras],
-            instance=cfg.instance or "",
-            rules={c.name: [r.name for r in c.rules] for c in cfg.cameras},
+    if not cfg.mqtt.enabled:
+        return LiveSinks(sinks)
+    m = cfg.mqtt
+    topics = mqtt_topics(cfg)
+    connection = MqttConnection(
+        m, client_id=m.client_id or f"llmvad-{cfg.instance or 'monitor'}", available=topics.available
+    )
+    rules = {c.name: [r.name for r in c.rules] for c in cfg.cameras}
+    sinks.append(
+        MqttSink(
+            connection,
+            topics,
+            rules,
+            discovery=m.discovery,
+            commands=m.commands,
+            snapshot_max_bytes=m.snapshot_max_bytes,
         )
-        sinks.append(mqtt)
-    return sinks, mqtt
+    )
+    return LiveSinks(sinks, connection, topics)

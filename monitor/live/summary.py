@@ -20,8 +20,6 @@ from pipeline.inference import ModelClient
 from pipeline.summaries import LogLine, Summarizer, SummarySettings, condense
 from sinks.event_store import EventStore, StoredEvent
 
-FORMATS = ("text", "markdown", "html")
-
 
 @dataclass(frozen=True, slots=True)
 class PeriodSummary:

@@ -162,7 +162,7 @@ def evaluate(
     if not scored:
         return fail(f"{scores}: no batch results (*.json) or LLMVAD *_anomaly_scores.pkl found")
     try:
-        result = evaluate_scores(scored, truths, fmt, cfg.alerting)
+        result = evaluate_scores(scored, truths, fmt, cfg.general_rule)
     except ValueError as exc:
         return fail(str(exc))
     out = output if output is not None else scores / f"eval_{fmt}.json"
@@ -218,7 +218,9 @@ def eval_judge(
     items = read_labelled(file)
     windows = _windows(cfg, window, stride)
     models = build_client(cfg, describe=False)
-    calibration = None if raw else load_calibration(cfg, models.judge)
+    rule = cfg.general_rule
+    path = None if raw else rule.calibration
+    calibration = None if path is None else load_calibration(path, models.judge, rule)
     if calibration is not None and (why := calibration.check_windows(windows.size, windows.stride)):
         return fail(f"--window/--stride: {why} ({cfg.judge.calibration}); or use --raw")
     live = live_windows(items, windows)
@@ -227,7 +229,7 @@ def eval_judge(
         async with models:
             with tqdm(total=len(live.windows), desc="judging", unit="window", file=sys.stderr, disable=None) as bar:
                 return await score_windows(
-                    models, cfg.judge, live.texts(items), calibration=calibration, progress=bar.update
+                    models, rule, live.texts(items), calibration=calibration, progress=bar.update
                 )
 
     scores = asyncio.run(main())
@@ -280,7 +282,7 @@ def calibrate_judge(
         async with models:
             with tqdm(total=2 * len(texts), desc="judging", unit="pass", file=sys.stderr, disable=None) as bar:
                 return await asyncio.gather(
-                    score_windows(models, cfg.judge, texts, progress=bar.update),
+                    score_windows(models, cfg.general_rule, texts, progress=bar.update),
                     probe_features(models, PROBE_PROMPT, layers, texts, progress=bar.update),
                 )
 
@@ -316,7 +318,7 @@ def calibrate_judge(
         l2=l2,
         note=f"fitted on {file.name}: {len(items)} texts, {len(videos)} videos",
         fingerprint=models.judge.fingerprint,
-        prompt=cfg.judge.prompt_hash,
+        prompt=cfg.general_rule.prompt_hash,
         windows=(windows.size, windows.stride),
     )
     cal.save(output)

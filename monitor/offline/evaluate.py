@@ -15,8 +15,9 @@ import numpy.typing as npt
 from monitor.offline.annotations import Format, VideoTruth, truth_for
 from monitor.offline.llmvad_compat import UnsafePickleError, load_plain_pickle
 from monitor.offline.ranking import average_precision, pr_auc_trapezoid, roc_auc
-from pipeline.alerts import AlertMachine, AlertSettings
+from pipeline.alerts import AlertMachine
 from pipeline.records import WindowScore
+from pipeline.rules import Rule
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,9 @@ def frame_labels(truth: VideoTruth, n: int) -> npt.NDArray[np.bool_]:
     return y
 
 
-def replay_alerts(v: ScoredVideo, settings: AlertSettings) -> list[tuple[float, float, float]]:
+def replay_alerts(v: ScoredVideo, rule: Rule) -> list[tuple[float, float, float]]:
     """The alerts the monitor raises on these scores: (time raised, start, end) per event."""
-    machine = AlertMachine(v.key, settings, id_factory=lambda _t: "e")
+    machine = AlertMachine(v.key, rule, id_factory=lambda _t: "e")
     out: list[list[float]] = []
     for i, (a, b, s) in enumerate(zip(v.start_times, v.end_times, v.scores, strict=True)):
         for change in machine.update(WindowScore(v.key, i, float(a), float(b), float(b), float(s), (), (i,))):
@@ -123,9 +124,7 @@ def _figures(y: npt.NDArray[np.bool_], s: npt.NDArray[np.float64]) -> tuple[floa
     return roc_auc(y, s), average_precision(y, s), pr_auc_trapezoid(y, s)
 
 
-def evaluate(
-    scored: dict[str, ScoredVideo], truths: dict[str, VideoTruth], fmt: Format, alerts: AlertSettings
-) -> dict[str, Any]:
+def evaluate(scored: dict[str, ScoredVideo], truths: dict[str, VideoTruth], fmt: Format, rule: Rule) -> dict[str, Any]:
     """All figures (see the README): pooled frame-level ROC-AUC and both APs, per class, mean within-video
     AUC, false alarms per hour of normal footage and detection delay."""
     fps = next(iter(truths.values())).fps if truths else (30.0 if fmt == "ucf-crime" else 24.0)
@@ -157,7 +156,7 @@ def evaluate(
     # alerts: false alarms and detection delay at the configured threshold
     false_alarms, normal_seconds, delays, intervals = 0, 0.0, [], 0
     for key, (truth, yv, _) in per_video.items():
-        raised = replay_alerts(scored[key], alerts)
+        raised = replay_alerts(scored[key], rule)
         spans = truth.seconds()
         normal_seconds += float((~yv).sum()) / fps
         for _, start, end in raised:
@@ -181,7 +180,7 @@ def evaluate(
         "classes": [row.__dict__ for row in rows],
         "mean_within_video_auc": float(np.mean(within)) if within else None,
         "within_video_count": len(within),
-        "threshold": alerts.threshold,
+        "threshold": rule.threshold,
         "false_alarms": false_alarms,
         "normal_hours": hours,
         "false_alarms_per_hour": false_alarms / hours if hours > 0 else None,

@@ -17,7 +17,8 @@ import numpy.typing as npt
 from monitor.offline.ranking import average_precision, roc_auc
 from pipeline.calibration import layer_mean
 from pipeline.inference import ModelClient
-from pipeline.judge import Calibration, Judge, JudgeSettings, Smoother, probe_request
+from pipeline.judge import Calibration, Judge, Smoother, probe_request
+from pipeline.rules import Rule
 from pipeline.windows import SlidingWindows, WindowSettings
 
 T = TypeVar("T")
@@ -132,23 +133,6 @@ def live_windows(items: Sequence[Labelled], settings: WindowSettings) -> LiveWin
     return LiveWindows(windows, videos, first)
 
 
-async def score_items(
-    models: ModelClient,
-    settings: JudgeSettings,
-    items: Sequence[Labelled],
-    *,
-    window: int = 1,
-    context: str | None = None,
-    calibration: Calibration | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> npt.NDArray[np.float64]:
-    """The judge's score for every item, its text preceded by up to ``window - 1`` earlier texts of its
-    video (see :func:`score_windows`)."""
-    return await score_windows(
-        models, settings, window_texts(items, window), context=context, calibration=calibration, progress=progress
-    )
-
-
 async def _each(
     windows: Sequence[Sequence[str]],
     one: Callable[[Sequence[str]], Awaitable[T]],
@@ -170,7 +154,7 @@ async def _each(
 
 async def score_windows(
     models: ModelClient,
-    settings: JudgeSettings,
+    rule: Rule,
     windows: Sequence[Sequence[str]],
     *,
     context: str | None = None,
@@ -178,10 +162,13 @@ async def score_windows(
     progress: Callable[[int], None] | None = None,
     max_inflight: int = 256,
 ) -> npt.NDArray[np.float64]:
-    """The judge's score for every window of texts, as the live monitor's :class:`Judge` gives it (calibrated
-    when given)."""
-    judge = Judge(models, cache_size=0, calibration=calibration)
-    verdicts = await _each(windows, lambda texts: judge.score(settings, texts, context), progress, max_inflight)
+    """The rule's score for every window of texts, as the live monitor's :class:`Judge` gives it (with
+    ``calibration``, loaded from the rule's calibration file, when given)."""
+    if calibration is not None and rule.calibration is None:
+        raise ValueError(f"rule {rule.name!r} names no calibration file")
+    calibrations = {} if calibration is None or rule.calibration is None else {rule.calibration: calibration}
+    judge = Judge(models, cache_size=0, calibrations=calibrations)
+    verdicts = await _each(windows, lambda texts: judge.score(rule, texts, context), progress, max_inflight)
     return np.asarray([v.score for v in verdicts], dtype=np.float64)
 
 

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -26,9 +26,12 @@ from pipeline.inference import (
     ExplainRequest,
     ExplainResult,
     ModelClosed,
+    ModelFailed,
     ModelInfo,
     ModelRequest,
+    ModelRequestError,
     ModelResult,
+    ModelUnavailable,
     RequestKind,
     ScoreRequest,
     ScoreResult,
@@ -108,12 +111,11 @@ class BatchingEngine:
     A batch that fails (an exception, out of memory) is tried again in halves, down to single requests,
     so one bad input or a batch too large for the device fails only itself. A model thread that dies of
     something else is restarted (logged); after :data:`RESTARTS_ALLOWED` deaths within a minute the
-    engine gives up (``failure``, ``on_failure``) and fails what waits.
+    engine gives up (``failure``; :meth:`failed` returns) and fails what waits with ModelFailed.
 
     With ``prepare_ahead`` (the default) a preparation thread readies requests as they arrive, at most
     ``2 * max_batch`` images ahead of the model (bounded memory); without it the model thread prepares
-    each batch itself (kept for the benchmark that measures the difference). ``on_failure`` is called
-    (from the model thread) if the engine dies of an unexpected error; pending requests then fail.
+    each batch itself (kept for the benchmark that measures the difference).
     """
 
     def __init__(
@@ -126,7 +128,6 @@ class BatchingEngine:
         max_pending: int | None = None,
         prepare_ahead: bool = True,
         name: str = "model",
-        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -142,7 +143,6 @@ class BatchingEngine:
         self.max_pending = max_pending or 64 * max_batch
         self.prepare_ahead = prepare_ahead
         self.lookahead = 2 * max_batch
-        self.on_failure = on_failure
         self._stats = EngineStats()
         self._queues: dict[RequestKind, deque[_Pending]] = {k: deque() for k in RequestKind}
         self._ready_images = 0
@@ -150,7 +150,7 @@ class BatchingEngine:
         self._closed = False
         self._stopping = threading.Event()
         self.failure: BaseException | None = None
-        self.restarts = 0
+        self._failed: Future[BaseException] = Future()
         self._deaths: deque[float] = deque()
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
         self._prep_thread = threading.Thread(target=self._prepare_loop, name=f"prepare-{name}", daemon=True)
@@ -192,6 +192,10 @@ class BatchingEngine:
         result = await asyncio.wrap_future(self.submit(request))
         assert isinstance(result, ExplainResult)
         return result
+
+    async def failed(self) -> BaseException:
+        """Wait until the engine gives up (its model thread kept dying); the error."""
+        return await asyncio.shield(asyncio.wrap_future(self._failed))
 
     async def __aenter__(self) -> BatchingEngine:
         self.start()
@@ -241,10 +245,12 @@ class BatchingEngine:
     def submit(self, request: ModelRequest) -> Future[ModelResult]:
         """Queue one request from any thread; the future resolves to its result."""
         if isinstance(request, DescribeRequest | EmbedRequest) and self._describer is None:
-            raise ModelClosed(f"{self._judge.info.name} is a judge-only engine: it does not describe frames")
+            raise ModelRequestError(f"{self._judge.info.name} is a judge-only engine: it does not describe frames")
         fut: Future[ModelResult] = Future()
         with self._cond:
             if self._closed:
+                if self.failure is not None:
+                    raise ModelFailed(f"the model engine failed: {self.failure!r}")
                 raise ModelClosed("the model engine has stopped")
             # Only images are refused when too many wait: a window's score or explanation (small, bounded by
             # the cameras' own queues) must not be lost because the cameras asked for many descriptions.
@@ -410,12 +416,12 @@ class BatchingEngine:
                     return
                 for p in batch or ():
                     if not p.future.done():
-                        p.future.set_exception(ModelClosed(f"the model thread failed: {exc!r}"))
-                self.restarts += 1
+                        p.future.set_exception(ModelUnavailable(f"the model thread failed: {exc!r}; restarted"))
+                self._stats.restarts += 1
                 log.exception("model engine: the model thread failed (%r); restarting it", exc)
 
     def _die(self, exc: BaseException, running: Sequence[_Pending] = ()) -> None:
-        """Record the failure (and tell ``on_failure``), refuse new requests, fail every waiting one."""
+        """Record the failure (:meth:`failed` returns it), refuse new requests, fail every waiting one."""
         self.failure = exc
         with self._cond:
             self._closed = True
@@ -423,11 +429,10 @@ class BatchingEngine:
             for q in self._queues.values():
                 q.clear()
             self._cond.notify_all()
-        if self.on_failure is not None:
-            self.on_failure(exc)
+        self._failed.set_result(exc)
         for p in pending:
             if not p.future.done():
-                p.future.set_exception(ModelClosed(f"the model engine failed: {exc!r}"))
+                p.future.set_exception(ModelFailed(f"the model engine failed: {exc!r}"))
 
     def _serve(self, batch: list[_Pending]) -> None:
         kind = batch[0].request.kind

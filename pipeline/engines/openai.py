@@ -140,7 +140,6 @@ class OpenAIClient:
         self._next_probe = 0.0
         self._probes = 0
         self._probing = False
-        self.outages = 0
 
     # -- ModelClient -------------------------------------------------------------------------------
 
@@ -159,6 +158,11 @@ class OpenAIClient:
     @property
     def failure(self) -> BaseException | None:
         return None  # a server that is down is an outage, never the end of the client
+
+    async def failed(self) -> BaseException:
+        """Never returns: a server that is down is an outage, not the end of the client."""
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
 
     @property
     def available(self) -> bool:
@@ -339,7 +343,7 @@ class OpenAIClient:
             self._failed_in_outage = 1
             self._probes = 0
             self._next_probe = self._down_since + 0.5
-            self.outages += 1
+            self._stats.outages += 1
             log.warning(
                 "model server %s unavailable (%s); its requests fail until it answers again (checked every "
                 "%g s at most)",

@@ -1,0 +1,304 @@
+"""The monitor's connection to its MQTT broker: login, reconnects, the durable outbox and its delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from pipeline.backoff import backoff_delay
+from pipeline.stats import counter, gauge
+from sinks.mqtt_settings import MqttSettings
+from sinks.mqtt_topics import OFFLINE, ONLINE
+from sinks.outbox import Outbox, OutMessage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DELIVERY_WINDOW = 64
+"""Messages published before waiting for their acknowledgements (order is kept by the broker)."""
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    rc = getattr(exc, "rc", None)
+    if isinstance(rc, ReasonCode):
+        return rc.value in (0x86, 0x87, 4, 5) or "authori" in str(rc).lower() or "password" in str(rc).lower()
+    return rc in (4, 5)
+
+
+class MessageListener(Protocol):
+    """Something that wants the messages of some topics (commands, Home Assistant's status)."""
+
+    @property
+    def subscriptions(self) -> Sequence[str]:
+        """Topic filters to subscribe to on every connect."""
+        ...
+
+    async def on_message(self, topic: str, payload: bytes) -> None:
+        """One message of those topics (on the event loop; it must not raise)."""
+        ...
+
+
+@dataclass(slots=True)
+class MqttStats:
+    """Figures of the broker connection."""
+
+    delivered: int = counter("MQTT alert messages acknowledged by the broker", metric="alerts_delivered")
+    pending: int = gauge("MQTT alert messages waiting in the outbox", metric="alerts_pending")
+    dropped: int = counter("Score and status messages dropped while disconnected", metric="mqtt_state_dropped")
+    outages: int = counter("Times the broker could not be reached", metric="mqtt_outages")
+    failures: int = counter(
+        "Unexpected errors of the delivery loop (each logged, then reconnected)", metric="mqtt_failures"
+    )
+    connected: bool = gauge("1 while connected to the broker", metric="mqtt_connected", default=False)
+
+
+class MqttConnection:
+    """One client session with the broker, as an async resource that owns its connection task.
+
+    The task never ends by itself: a lost broker, a refused login and an unexpected error (say, of the
+    outbox database) are each logged once per outage and followed by a reconnect with capped, jittered
+    backoff. On every connect it says ``online`` (retained; ``offline`` is its last will and its word on a
+    clean close), sends what ``greeting`` returns, subscribes for its listeners and then delivers:
+
+    * :meth:`persist` and :meth:`enqueue` put messages in the :class:`Outbox` (SQLite) first; they are
+      published with their QoS in order and removed once the broker acknowledges them, so nothing is lost
+      while the broker is away or when the process is killed.
+    * :meth:`publish_state` sends a message now, or drops it (counted) while disconnected.
+    """
+
+    def __init__(self, cfg: MqttSettings, *, client_id: str, available: str, flush_timeout_s: float = 1.5) -> None:
+        self.cfg = cfg
+        self.client_id = client_id
+        self.available = available
+        self.flush_timeout_s = flush_timeout_s
+        self.stats = MqttStats()
+        self.connected = asyncio.Event()
+        self.greeting: Callable[[], Sequence[OutMessage]] = list
+        """What to send (directly, not through the outbox) after every connect, e.g. discovery."""
+        self._listeners: list[MessageListener] = []
+        self._client: aiomqtt.Client | None = None
+        self._outbox: Outbox | None = None
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtt-outbox")
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._rng = random.Random()
+
+    @property
+    def where(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.port}"
+
+    def listen(self, listener: MessageListener) -> None:
+        """Hand the messages of ``listener.subscriptions`` to it (subscribed from the next connect on)."""
+        self._listeners.append(listener)
+
+    async def _in_db(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def open(self) -> None:
+        """Open the outbox and start connecting (in the background)."""
+        self._outbox = await self._in_db(Outbox, self.cfg.outbox)
+        left = await self._in_db(len, self._outbox)
+        if left:
+            log.info("MQTT outbox %s holds %d undelivered messages from an earlier run", self.cfg.outbox, left)
+        self.stats.pending = left
+        self._task = asyncio.create_task(self._connection(), name="mqtt-connection")
+
+    def persist(self, messages: Sequence[OutMessage]) -> None:
+        """Write messages to the outbox now, on the caller's thread (a few milliseconds)."""
+        assert self._outbox is not None, "connection not opened"
+        self._outbox.add(messages)
+        self._added(len(messages))
+
+    async def enqueue(self, messages: Sequence[OutMessage]) -> None:
+        """Write messages to the outbox (from its own thread); they go out in order, once each."""
+        assert self._outbox is not None, "connection not opened"
+        await self._in_db(self._outbox.add, messages)
+        self._added(len(messages))
+
+    def _added(self, n: int) -> None:
+        self.stats.pending += n
+        self._drained.clear()
+        self._wake.set()
+
+    async def publish_state(self, msg: OutMessage) -> None:
+        """Send a message now if connected, else drop it (counted)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            self.stats.dropped += 1
+            return
+        try:
+            await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, timeout=5.0)
+        except aiomqtt.MqttError:
+            self.stats.dropped += 1
+
+    async def send(self, messages: Sequence[OutMessage]) -> None:
+        """Publish messages directly while connected (what is resent on every connect anyway)."""
+        client = self._client
+        if client is not None and self.connected.is_set():
+            for msg in messages:
+                await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+
+    async def close(self) -> None:
+        """Deliver what can be delivered within ``flush_timeout_s``, say offline, disconnect (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.connected.is_set() and self.stats.pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), self.flush_timeout_s)
+            client = self._client
+            if client is not None and self.connected.is_set():
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                    await client.publish(self.available, OFFLINE, qos=1, retain=True, timeout=1.0)
+        finally:
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            if self._outbox is not None:
+                outbox, self._outbox = self._outbox, None
+                await self._in_db(outbox.close)
+            self._db.shutdown(wait=False)
+            if self.stats.pending:
+                log.warning(
+                    "MQTT: %d alert messages stay in %s for the next start", self.stats.pending, self.cfg.outbox
+                )
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _client_for(self) -> aiomqtt.Client:
+        c = self.cfg
+        tls_params = None
+        if c.tls is not None:
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=str(c.tls.ca_file) if c.tls.ca_file else None,
+                certfile=str(c.tls.cert_file) if c.tls.cert_file else None,
+                keyfile=str(c.tls.key_file) if c.tls.key_file else None,
+                cert_reqs=ssl.CERT_NONE if c.tls.insecure else ssl.CERT_REQUIRED,
+            )
+        client = aiomqtt.Client(
+            c.host,
+            c.port,
+            identifier=self.client_id,
+            username=c.username,
+            password=c.password,
+            will=aiomqtt.Will(self.available, OFFLINE, qos=1, retain=True),
+            tls_params=tls_params,
+            tls_insecure=c.tls.insecure if c.tls is not None else None,
+            keepalive=c.keepalive_s,
+            timeout=10.0,
+        )
+        client.pending_calls_threshold = 4 * DELIVERY_WINDOW  # we keep a window of publishes in flight
+        return client
+
+    async def _connection(self) -> None:
+        """Connect, deliver and listen; on any failure log once per outage and reconnect with backoff."""
+        attempt = 0
+        outage = False
+        while True:
+            try:
+                async with self._client_for() as client:
+                    self._client = client
+                    await client.publish(self.available, ONLINE, qos=1, retain=True)
+                    for msg in self.greeting():
+                        await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+                    for topic in {t for listener in self._listeners for t in listener.subscriptions}:
+                        await client.subscribe(topic, qos=1)
+                    self.connected.set()
+                    self.stats.connected = True
+                    if outage:
+                        log.info(
+                            "MQTT: reconnected to %s; delivering %d queued messages", self.where, self.stats.pending
+                        )
+                    attempt, outage = 0, False
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._deliver(client), name="mqtt-deliver")
+                        tg.create_task(self._listen(client), name="mqtt-listen")
+            except* aiomqtt.MqttError as group:
+                if not outage:
+                    self._outage(group.exceptions[0])
+                outage = True
+            except* (OSError, ssl.SSLError) as group:
+                if not outage:
+                    self.stats.outages += 1
+                    log.warning(
+                        "MQTT broker %s unavailable (%s); alerts are kept in the outbox",
+                        self.where,
+                        group.exceptions[0],
+                    )
+                outage = True
+            except* Exception as other:  # a bug or a broken outbox: say so at once, then start over
+                self.stats.failures += 1
+                error = other.exceptions[0]
+                log.error("MQTT delivery to %s failed: %r; restarting it", self.where, error, exc_info=error)
+                outage = True
+            finally:
+                self._client = None
+                self.connected.clear()
+                self.stats.connected = False
+            await asyncio.sleep(
+                backoff_delay(attempt, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, self._rng)
+            )
+            attempt += 1
+
+    def _outage(self, exc: BaseException) -> None:
+        self.stats.outages += 1
+        if _is_auth_failure(exc):
+            log.error(
+                "MQTT broker %s refused the login as %r: %s. Check [mqtt] username and password; "
+                "alerts are kept in the outbox until it accepts",
+                self.where,
+                self.cfg.username,
+                exc,
+            )
+        else:
+            log.warning(
+                "MQTT broker %s unavailable (%s); alerts are kept in the outbox and sent on reconnect", self.where, exc
+            )
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = str(payload).encode() if payload is not None else b""
+            for listener in self._listeners:
+                if any(message.topic.matches(t) for t in listener.subscriptions):
+                    await listener.on_message(message.topic.value, bytes(payload))
+
+    async def _deliver(self, client: aiomqtt.Client) -> None:
+        assert self._outbox is not None
+        outbox = self._outbox
+        while True:
+            self._wake.clear()
+            rows = await self._in_db(outbox.peek, DELIVERY_WINDOW)
+            if not rows:
+                if not self._wake.is_set():  # nothing was added while we looked
+                    self.stats.pending = 0
+                    self._drained.set()
+                await self._wake.wait()
+                continue
+            results = await asyncio.gather(
+                *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=10.0) for _, m in rows),
+                return_exceptions=True,
+            )
+            # Only the run of acknowledged messages before the first failure leaves the outbox: what
+            # follows a failed publish goes again after it, so the broker never sees them out of order.
+            ok = next((k for k, r in enumerate(results) if r is not None), len(results))
+            await self._in_db(outbox.remove, [i for i, _ in rows[:ok]])
+            self.stats.delivered += ok
+            self.stats.pending = await self._in_db(len, outbox)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
