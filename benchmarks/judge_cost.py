@@ -29,7 +29,9 @@ from pipeline.calibration import JudgeCalibration
 from pipeline.engines.batching import BatchingEngine
 from pipeline.engines.transformers import TransformersModel
 from pipeline.inference import ChatPrompt, ScoreRequest
-from pipeline.judge import Judge, format_descriptions, judge_prompt, probe_request
+from pipeline.judge import Judge, judge_prompt, probe_request
+from pipeline.rules import general_rule
+from pipeline.texts import format_descriptions
 
 TEXTS = [
     "A man walks to the table and sits down.",
@@ -63,12 +65,13 @@ def main() -> None:
     t_ours = asyncio.run(ours())
 
     async def calibrated() -> float:
-        cal = JudgeCalibration.load(ROOT / "calibration" / "gemma3-270m.json")
+        path = ROOT / "calibration" / "gemma3-270m.json"
+        rule = general_rule(judge, AppConfig().alerting, path)
         async with BatchingEngine(None, judge=model, max_batch=8, max_wait_ms=20) as engine:
-            live = Judge(engine, cache_size=0, calibration=cal)
-            await live.score(judge, ["warm"])
+            live = Judge(engine, cache_size=0, calibrations={path: JudgeCalibration.load(path)})
+            await live.score(rule, ["warm"])
             t0 = time.perf_counter()
-            await asyncio.gather(*(live.score(judge, w) for w in windows))
+            await asyncio.gather(*(live.score(rule, w) for w in windows))
             return time.perf_counter() - t0
 
     t_cal = asyncio.run(calibrated())

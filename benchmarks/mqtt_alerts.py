@@ -29,7 +29,8 @@ from monitor.config import MqttConfig
 from pipeline.records import Event, EventChange
 from pipeline.snapshots import encode_jpeg
 from sinks.base import SinkHub
-from sinks.mqtt_sink import DELIVERY_WINDOW, MqttSink
+from sinks.mqtt_connection import DELIVERY_WINDOW
+from sinks.mqtt_sink import MqttSink
 from sinks.mqtt_topics import Topics
 from tests.helpers.broker import Broker
 from tests.helpers.subscriber import Subscriber
@@ -54,9 +55,9 @@ def alert(n: int, snapshot: bytes) -> EventChange:
 
 async def latency(broker: Broker, snapshot: bytes, tmp: Path, n: int = 200) -> tuple[float, float, float]:
     cfg = MqttConfig(enabled=True, port=broker.port, topic_prefix="lat", discovery=False, outbox=tmp / "lat.sqlite")
-    sink = MqttSink(cfg, ["cam"])
+    sink = MqttSink.from_settings(cfg, {"cam": ["anomaly"]})
     async with Subscriber(broker.port, ["lat/events"]) as sub, SinkHub([sink]) as hub:
-        await asyncio.wait_for(sink.connected.wait(), 10)
+        await asyncio.wait_for(sink.connection.connected.wait(), 10)
         sent: dict[str, float] = {}
         for i in range(n):
             change = alert(i, snapshot)
@@ -71,9 +72,9 @@ async def latency(broker: Broker, snapshot: bytes, tmp: Path, n: int = 200) -> t
 
 async def throughput_outbox(broker: Broker, snapshot: bytes, tmp: Path, n: int) -> float:
     cfg = MqttConfig(enabled=True, port=broker.port, topic_prefix="tput", discovery=False, outbox=tmp / "tput.sqlite")
-    sink = MqttSink(cfg, ["cam"])
+    sink = MqttSink.from_settings(cfg, {"cam": ["anomaly"]})
     async with Subscriber(broker.port, ["tput/events"]) as sub, SinkHub([sink], maxsize=10 * n) as hub:
-        await asyncio.wait_for(sink.connected.wait(), 10)
+        await asyncio.wait_for(sink.connection.connected.wait(), 10)
         t0 = time.perf_counter()
         for i in range(n):
             hub.publish(alert(i, snapshot))

@@ -22,7 +22,7 @@ from pipeline.engines.batching import BatchingEngine
 from pipeline.engines.transformers import TransformersModel
 from pipeline.inference import ChatPrompt
 from pipeline.judge import Judge
-from pipeline.rules import RULE_ANSWERS, RuleSettings, rule_prompt
+from pipeline.rules import YES_NO, Rule
 
 QUESTIONS = [
     "Does someone climb over a fence or a wall?",
@@ -37,22 +37,22 @@ QUESTIONS = [
 
 
 def run(
-    model: TransformersModel, windows: list[list[str]], rules: list[RuleSettings], shared: bool, max_batch: int = 8
+    model: TransformersModel, windows: list[list[str]], rules: list[Rule], shared: bool, max_batch: int = 8
 ) -> float:
     """Seconds to ask every rule about every window (cache off, so every prompt is computed)."""
 
-    def prompt(rule: RuleSettings, window: list[str]) -> ChatPrompt:
-        p = rule_prompt(rule, window)
+    def prompt(rule: Rule, window: list[str]) -> ChatPrompt:
+        p = rule.ask(window)
         return p if shared else ChatPrompt(p.system, p.user, 0)
 
     async def main() -> float:
         async with BatchingEngine(None, judge=model, max_batch=max_batch, max_wait_ms=20) as engine:
             judge = Judge(engine, cache_size=0)
-            await judge.score_prompt(prompt(rules[0], ["warm up"]), RULE_ANSWERS)
+            await judge.score_prompt(prompt(rules[0], ["warm up"]), YES_NO)
             t0 = time.perf_counter()
 
             async def window(w: list[str]) -> None:
-                await asyncio.gather(*(judge.score_prompt(prompt(r, w), RULE_ANSWERS) for r in rules))
+                await asyncio.gather(*(judge.score_prompt(prompt(r, w), YES_NO) for r in rules))
 
             await asyncio.gather(*(window(w) for w in windows))
             return time.perf_counter() - t0
@@ -75,7 +75,7 @@ def main() -> None:
     print("| rules | shared prefix, one batch | per window | vs one rule | unshared | shared vs unshared |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in counts:
-        rules = [RuleSettings(name=f"r{i}", question=QUESTIONS[i % len(QUESTIONS)]) for i in range(n)]
+        rules = [Rule(name=f"r{i}", question=QUESTIONS[i % len(QUESTIONS)]) for i in range(n)]
         t_shared = run(model, windows, rules, True, args.max_batch)
         t_unshared = run(model, windows, rules, False, args.max_batch)
         one = one or t_shared

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from pipeline.records import Answer, CameraStatus, ControlState, Description, EventChange, Record, WindowScore
 from sinks.mqtt_connection import MqttConnection
+from sinks.mqtt_settings import MqttSettings
 from sinks.mqtt_topics import OFF, ONLINE, Topics
 from sinks.outbox import OutMessage
 
@@ -50,6 +51,25 @@ class MqttSink:
             connection.greeting = self._discovery
             connection.listen(self)
 
+    @classmethod
+    def from_settings(
+        cls, cfg: MqttSettings, rules: Mapping[str, Sequence[str]], *, instance: str = "", flush_timeout_s: float = 1.5
+    ) -> MqttSink:
+        """The sink of an instance's cameras (their rules, the general one first) over a new connection."""
+        topics = Topics(cfg.topic_prefix, cfg.discovery_prefix, instance)
+        client_id = cfg.client_id or f"llmvad-{instance or 'monitor'}"
+        connection = MqttConnection(
+            cfg, client_id=client_id, available=topics.available, flush_timeout_s=flush_timeout_s
+        )
+        return cls(
+            connection,
+            topics,
+            rules,
+            discovery=cfg.discovery,
+            commands=cfg.commands,
+            snapshot_max_bytes=cfg.snapshot_max_bytes,
+        )
+
     # -- Home Assistant's status, as a listener of the connection ------------------------------------
 
     @property
@@ -87,7 +107,10 @@ class MqttSink:
         self.connection.persist(self.topics.alert_messages(record, self.snapshot_max_bytes))
 
     async def handle(self, record: Record) -> None:
-        if isinstance(record, WindowScore):
+        """Send a record's messages (an event change only comes here without a hub: the hub persists them)."""
+        if isinstance(record, EventChange):
+            await self.connection.enqueue(self.topics.alert_messages(record, self.snapshot_max_bytes))
+        elif isinstance(record, WindowScore):
             for msg in self.topics.score_messages(record):
                 await self.connection.publish_state(msg)
         elif isinstance(record, ControlState):

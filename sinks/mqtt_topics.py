@@ -196,9 +196,9 @@ class Topics:
         """One rule's Home Assistant entities, keyed by (component, key)."""
 
         def key(what: str) -> str:
-            return (
-                GENERAL_ENTITY_KEYS.get(what, f"rule_{rule}_{what}") if rule == GENERAL_RULE else f"rule_{rule}_{what}"
-            )
+            if rule == GENERAL_RULE and what in GENERAL_ENTITY_KEYS:
+                return GENERAL_ENTITY_KEYS[what]
+            return f"rule_{rule}" if what == "state" else f"rule_{rule}_{what}"
 
         title = rule.replace("_", " ").replace("-", " ").capitalize()
         score = self.rule(camera, rule, "score")

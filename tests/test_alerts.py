@@ -5,7 +5,9 @@ import itertools
 import pytest
 
 from pipeline.alerts import AlertMachine, AlertSettings
+from pipeline.judge import JudgeSettings
 from pipeline.records import WindowScore
+from pipeline.rules import general_rule
 
 _seq = itertools.count()
 
@@ -16,7 +18,7 @@ def ws(t: float, score: float) -> WindowScore:
 
 def machine(**kw: float) -> AlertMachine:
     ids = (f"ev{i}" for i in itertools.count(1))
-    return AlertMachine("cam", AlertSettings(**kw), id_factory=lambda _w: next(ids))
+    return AlertMachine("cam", general_rule(JudgeSettings(), AlertSettings(**kw)), id_factory=lambda _w: next(ids))
 
 
 def run(m: AlertMachine, points: list[tuple[float, float]]) -> list[tuple[str, float, str]]:

@@ -22,11 +22,11 @@ from monitor.console.window import SEVERITY_COLOURS, ConsoleWindow
 from monitor.live.monitor import Monitor
 from pipeline.records import CameraStatus, Event, EventChange, WindowScore
 from pipeline.snapshots import encode_jpeg
-from sinks.mqtt_sink import MqttSink
 from sinks.store_sink import StoreSettings, StoreSink
 from tests.helpers.broker import Broker
 from tests.helpers.fakes import AlarmAfter, fake_engine
 from tests.helpers.media import make_clip
+from tests.helpers.sinks import mqtt_sink
 
 SHOTS = Path(os.environ.get("LLMVAD_TEST_ARTIFACTS", Path(tempfile.gettempdir()) / "llmvad-test-artifacts"))
 
@@ -159,7 +159,7 @@ def publish_with_sink(port: int, prefix: str, tmp: Path, records: list) -> threa
     """Publish records through the monitor's real MQTT sink (on an event loop of its own)."""
 
     async def go() -> None:
-        sink = MqttSink(
+        sink = mqtt_sink(
             MqttConfig(
                 enabled=True,
                 port=port,
@@ -170,7 +170,7 @@ def publish_with_sink(port: int, prefix: str, tmp: Path, records: list) -> threa
             ["a"],
         )
         await sink.open()
-        await asyncio.wait_for(sink.connected.wait(), 10)
+        await asyncio.wait_for(sink.connection.connected.wait(), 10)
         for r in records:
             await sink.handle(r)
         await sink.close()

@@ -14,8 +14,10 @@ from monitor.offline.annotations import AnnotationError, read_ucf_crime, read_xd
 from monitor.offline.evaluate import ScoredVideo, evaluate, frame_scores, load_results
 from monitor.offline.llmvad_compat import write_llmvad_pickles
 from pipeline.alerts import AlertSettings
+from pipeline.judge import JudgeSettings
+from pipeline.rules import general_rule
 
-ALERTS = AlertSettings(threshold=0.7, hysteresis=0.1, min_duration_s=0.0, cooldown_s=0.0)
+ALERTS = general_rule(JudgeSettings(), AlertSettings(threshold=0.7, hysteresis=0.1, min_duration_s=0.0, cooldown_s=0.0))
 
 
 def result_json(path: Path, duration: float, windows: list[tuple[float, float, float]]) -> None:

@@ -16,8 +16,8 @@ import pytest
 from pipeline.records import Event, EventChange
 from pipeline.supervision import LagProbe
 from sinks.base import SinkHub
-from sinks.mqtt_sink import MqttSink
 from tests.helpers.broker import Broker
+from tests.helpers.sinks import mqtt_sink
 from tests.test_mqtt import mqtt_cfg
 
 pytestmark = pytest.mark.slow
@@ -67,14 +67,14 @@ def change(n: int) -> EventChange:
 async def test_every_alert_arrives_in_order_through_outages(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     broker = Broker(tmp_path / "broker").start()  # persistence on: sessions and queued messages survive
     pfx = f"t{uuid.uuid4().hex[:8]}"
-    sink = MqttSink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["cam"])
+    sink = mqtt_sink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["cam"])
     sent: list[str] = []
     n = 0
     lag = LagProbe()
     probe = asyncio.create_task(lag.run())
     try:
         async with PersistentSubscriber(broker.port, f"{pfx}/events") as sub, SinkHub([sink]) as hub:
-            await asyncio.wait_for(sink.connected.wait(), 10)
+            await asyncio.wait_for(sink.connection.connected.wait(), 10)
             for outage in (0.3, 1.5, 4.0, 0.0):
                 for _ in range(30):  # a burst, part of it in flight when the broker goes
                     hub.publish(change(n))
@@ -90,10 +90,10 @@ async def test_every_alert_arrives_in_order_through_outages(tmp_path: Path, capl
                         n += 1
                     await asyncio.sleep(outage)
                     await asyncio.to_thread(broker.start)
-                    await asyncio.wait_for(sink.connected.wait(), 30)
+                    await asyncio.wait_for(sink.connection.connected.wait(), 30)
             for _ in range(600):
                 ids = [p["after"]["id"] for p in sub.payloads]
-                if set(ids) >= set(sent) and sink.pending == 0:
+                if set(ids) >= set(sent) and sink.connection.stats.pending == 0:
                     break
                 await asyncio.sleep(0.05)
     finally:
@@ -108,8 +108,11 @@ async def test_every_alert_arrives_in_order_through_outages(tmp_path: Path, capl
     for p in sub.payloads:
         by_key.setdefault((p["after"]["id"], p["type"]), set()).add(json.dumps(p, sort_keys=True))
     assert all(len(v) == 1 for v in by_key.values())  # a duplicate is the very same message
-    assert sink.pending == 0
-    print(f"{len(sent)} alerts, {len(ids)} received ({len(ids) - len(first_seen)} duplicates), outages {sink.outages}")
+    assert sink.connection.stats.pending == 0
+    print(
+        f"{len(sent)} alerts, {len(ids)} received ({len(ids) - len(first_seen)} duplicates), outages "
+        f"{sink.connection.stats.outages}"
+    )
     outage_lines = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(outage_lines) == 3  # one line per outage
     assert lag.max_lag_s < 0.1, lag.max_lag_s  # the event loop was never held up, outages included

@@ -15,10 +15,10 @@ import pytest
 from monitor.config import ConfigError, MqttConfig, load, validate
 from monitor.live.monitor import Monitor
 from pipeline.records import Event, EventChange, WindowScore
-from sinks.mqtt_sink import MqttSink
 from tests.helpers.broker import Broker
 from tests.helpers.fakes import AlarmAfter, fake_engine
 from tests.helpers.media import make_clip
+from tests.helpers.sinks import mqtt_sink
 from tests.helpers.subscriber import Subscriber
 
 
@@ -88,7 +88,7 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
         },
         env={},
     )
-    sink = MqttSink(cfg.mqtt, ["door"])
+    sink = mqtt_sink(cfg.mqtt, ["door"])
     outside = subprocess.Popen(
         ["mosquitto_sub", "-p", str(broker.port), "-t", f"{pfx}/events", "-v", "-q", "1"],
         stdout=subprocess.PIPE,
@@ -167,12 +167,12 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
     assert f"{pfx}/events" not in late and f"{pfx}/door/score" not in late
     # an outside client saw the same events
     assert [json.loads(line.split(" ", 1)[1])["type"] for line in outside_lines] == [e["type"] for e in events]
-    assert sink.delivered >= len(events) and sink.pending == 0
+    assert sink.connection.stats.delivered >= len(events) and sink.connection.stats.pending == 0
 
 
 async def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: Broker, tmp_path: Path) -> None:
     pfx = prefix()
-    sink = MqttSink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["a", "b"])
+    sink = mqtt_sink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["a", "b"])
     async with Subscriber(broker.port, [f"{pfx}-ha/#"]) as sub:
         await sink.open()
         try:
@@ -190,21 +190,21 @@ async def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: 
 async def test_alerts_survive_a_broker_outage_in_order(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pfx = prefix()
     broker = Broker(tmp_path / "broker").start()
-    sink = MqttSink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["cam"])
+    sink = mqtt_sink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["cam"])
     try:
         async with Subscriber(broker.port, [f"{pfx}/events"]) as sub:
             await sink.open()
-            await asyncio.wait_for(sink.connected.wait(), 10)
+            await asyncio.wait_for(sink.connection.connected.wait(), 10)
             for n in range(3):
                 await sink.handle(event_change("new", n))
             await sub.wait_for(lambda: len(sub.messages) == 3)
             broker.stop()
             await asyncio.sleep(0.5)
-            assert not sink.connected.is_set()
+            assert not sink.connection.connected.is_set()
             for n in range(3, 20):  # events while the broker is away
                 await sink.handle(event_change("new", n))
                 await sink.handle(WindowScore("cam", n, 0, 1, 0, 0.5, ("x",), (1,)))  # state: dropped
-            assert sink.pending >= 17 and sink.dropped == 17
+            assert sink.connection.stats.pending >= 17 and sink.connection.stats.dropped == 17
             await asyncio.sleep(1.0)  # several reconnect attempts fail
             broker.start()
             await sub.wait_for(lambda: len(sub.messages) >= 20, timeout=20)
@@ -218,7 +218,7 @@ async def test_alerts_survive_a_broker_outage_in_order(tmp_path: Path, caplog: p
     assert list(dict.fromkeys(ids)) == [f"ev{n}" for n in range(20)]
     assert set(ids[: len(ids) - 17]) <= {"ev0", "ev1", "ev2"}
     # anomaly OFF at start; then a new event each: snapshot, event, severity, event entity, anomaly ON
-    assert sink.delivered == 1 + 20 * 5 and sink.pending == 0
+    assert sink.connection.stats.delivered == 1 + 20 * 5 and sink.connection.stats.pending == 0
     outage_logs = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(outage_logs) == 1
 
@@ -311,7 +311,7 @@ async def test_password_authentication(tmp_path: Path, caplog: pytest.LogCapture
     broker = Broker(tmp_path / "broker", anonymous=False, extra=f"password_file {passwd}\n").start()
     pfx = prefix()
     try:
-        good = MqttSink(
+        good = mqtt_sink(
             mqtt_cfg(broker.port, pfx, username="monitor", password="right-pass", outbox=str(tmp_path / "good.sqlite")),
             ["cam"],
         )
@@ -320,7 +320,7 @@ async def test_password_authentication(tmp_path: Path, caplog: pytest.LogCapture
             await good.handle(event_change("new", 1))
             await sub.wait_for(lambda: len(sub.messages) == 1)
             await good.close()
-        bad = MqttSink(
+        bad = mqtt_sink(
             mqtt_cfg(
                 broker.port,
                 pfx,
@@ -334,7 +334,8 @@ async def test_password_authentication(tmp_path: Path, caplog: pytest.LogCapture
         await bad.open()
         await bad.handle(event_change("new", 2))
         await asyncio.sleep(1.5)
-        assert not bad.connected.is_set() and bad.pending >= 1  # kept for when the login works
+        # kept for when the login works
+        assert not bad.connection.connected.is_set() and bad.connection.stats.pending >= 1
         await bad.close()
     finally:
         broker.stop()
@@ -423,7 +424,7 @@ async def test_tls_with_a_private_ca(tmp_path: Path, caplog: pytest.LogCaptureFi
     tls_port = broker.port
     pfx = prefix()
     try:
-        good = MqttSink(
+        good = mqtt_sink(
             mqtt_cfg(tls_port, pfx, tls={"ca_file": str(certs["ca"])}, outbox=str(tmp_path / "good.sqlite")), ["cam"]
         )
         async with Subscriber(
@@ -433,7 +434,7 @@ async def test_tls_with_a_private_ca(tmp_path: Path, caplog: pytest.LogCaptureFi
             await good.handle(event_change("new", 1))
             await sub.wait_for(lambda: len(sub.messages) == 1)
             await good.close()
-        wrong = MqttSink(
+        wrong = mqtt_sink(
             mqtt_cfg(
                 tls_port,
                 pfx,
@@ -445,7 +446,7 @@ async def test_tls_with_a_private_ca(tmp_path: Path, caplog: pytest.LogCaptureFi
         )
         await wrong.open()
         await asyncio.sleep(1.0)
-        assert not wrong.connected.is_set()
+        assert not wrong.connection.connected.is_set()
         await wrong.close()
     finally:
         broker.stop()

@@ -20,12 +20,13 @@ from monitor.live.monitor import Monitor
 from pipeline.controls import Command, parse_command
 from pipeline.engines.batching import Prepared
 from pipeline.inference import ScoreResult
+from pipeline.records import ControlState, RuleControl
 from sinks.base import Sink
-from sinks.mqtt_sink import MqttSink
 from sinks.store_sink import StoreSink
 from tests.helpers.broker import Broker
 from tests.helpers.fakes import FakeModel, fake_engine
 from tests.helpers.media import make_clip
+from tests.helpers.sinks import mqtt_sink
 from tests.helpers.subscriber import Subscriber
 
 
@@ -64,25 +65,53 @@ def test_malformed_commands_are_refused_with_a_reason(kind: str, payload: bytes,
         parse_command("cam", kind, payload)
 
 
+FENCE = {"name": "fence", "question": "Does someone climb the fence?", "threshold": 0.5}
+
+
 def test_settings_survive_a_restart_and_a_broken_file_is_ignored(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    cfg = validate(
+        {
+            "rules": [FENCE],
+            "cameras": [{"name": "a", "url": "a.mp4"}, {"name": "b", "url": "b.mp4", "alerting": {"threshold": 0.6}}],
+        },
+        env={},
+    )
     path = tmp_path / "inst" / "controls.json"
-    store = ControlStore(path, ["a", "b"], {"a": 0.7, "b": 0.6})
-    assert store.state("a").enabled and store.state("a").threshold == 0.7
-    assert store.apply(Command("a", "enabled", False)) is not None
-    store.apply(Command("b", "threshold", 0.25))
-    assert store.apply(Command("elsewhere", "enabled", False)) is None  # another instance's camera
-    again = ControlStore(path, ["a", "b"], {"a": 0.7, "b": 0.6})
-    assert (again.state("a").enabled, again.state("a").threshold) == (False, 0.7)
-    assert (again.state("b").enabled, again.state("b").threshold) == (True, 0.25)
+    published: list[ControlState] = []
+    store = ControlStore(path, cfg.cameras, publish=published.append)
+    a = store.cameras["a"].state()
+    assert a.enabled and [(r.name, r.enabled, r.threshold) for r in a.rules] == [
+        ("anomaly", True, 0.7),
+        ("fence", True, 0.5),
+    ]
+    assert store.apply(Command("a", "enabled", False)) is None
+    assert store.apply(Command("b", "threshold", 0.25, "anomaly")) is None
+    assert store.apply(Command("b", "enabled", False, "fence")) is None
+    assert [p.camera for p in published] == ["a", "b", "b"]  # each change published by its camera's owner
+    assert store.apply(Command("elsewhere", "enabled", False)) == "no camera 'elsewhere' here"  # another instance's
+    assert "has no rule 'nosuch'" in (store.apply(Command("a", "threshold", 0.3, "nosuch")) or "")
+    again = ControlStore(path, cfg.cameras, publish=published.append)
+    a, b = again.cameras["a"].state(), again.cameras["b"].state()
+    assert not a.enabled and a.rule("anomaly") == RuleControl("anomaly", True, 0.7)
+    assert b.enabled and b.rule("anomaly") == RuleControl("anomaly", True, 0.25)
+    assert b.rule("fence") == RuleControl("fence", False, 0.5)
+    # an operator's threshold is validated as the configuration would be (parsing allows no such value)
+    assert again.cameras["b"].rules["anomaly"].release == 0.15
+    with pytest.raises(ValueError, match="threshold"):
+        again.cameras["b"].apply(Command("b", "threshold", 2.0, "anomaly"))
     # the configured threshold given back: nothing of it is kept
-    again.apply(Command("b", "threshold", 0.6))
-    assert json.loads(path.read_text()) == {"a": {"enabled": False, "threshold": None}}
+    again.apply(Command("b", "threshold", 0.6, "anomaly"))
+    again.apply(Command("b", "enabled", True, "fence"))
+    assert json.loads(path.read_text()) == {"a": {"enabled": False}}
+    # a file of an earlier version (one threshold per camera: the general rule's) still applies
+    path.write_text(json.dumps({"b": {"enabled": True, "threshold": 0.3}}))
+    assert ControlStore(path, cfg.cameras, publish=print).cameras["b"].state().rule("anomaly").threshold == 0.3  # type: ignore[union-attr]
     path.write_text("{not json")
     with caplog.at_level(logging.WARNING):
-        broken = ControlStore(path, ["a"], {"a": 0.7})
-    assert broken.state("a").enabled and "cannot be read" in caplog.text
+        broken = ControlStore(path, cfg.cameras, publish=published.append)
+    assert broken.cameras["a"].enabled and "cannot be read" in caplog.text
 
 
 class HalfSure(FakeModel):
@@ -143,9 +172,9 @@ class Running:
 
     def __init__(self, cfg: AppConfig, fake: FakeModel, *, store: bool = False) -> None:
         rules = {c.name: [r.name for r in c.rules] for c in cfg.cameras}
-        self.sink = MqttSink(cfg.mqtt, [c.name for c in cfg.cameras], rules=rules)
+        self.sink = mqtt_sink(cfg.mqtt, [c.name for c in cfg.cameras], rules=rules)
         sinks: list[Sink] = [self.sink, *([StoreSink(cfg.store)] if store else [])]
-        self.monitor = Monitor(cfg, models=fake_engine(fake, cfg), sinks=sinks)
+        self.monitor = Monitor(cfg, models=fake_engine(fake, cfg), sinks=sinks, mqtt=self.sink.connection)
         self.stop = asyncio.Event()
         self.task: asyncio.Task[object] | None = None
 
@@ -197,7 +226,7 @@ async def test_commands_pause_resume_retune_and_describe_now(tmp_path: Path, cap
             assert scores(sub, pfx) == paused_at
             assert run.monitor._cameras[0].stage.counters.paused > 0
             # malformed: ignored, counted, logged once per topic
-            with caplog.at_level(logging.WARNING, logger="sinks.mqtt_sink"):
+            with caplog.at_level(logging.WARNING, logger="sinks.mqtt_commands"):
                 for topic, payload in [
                     ("enabled/set", b"maybe"),
                     ("enabled/set", b"perhaps"),
@@ -207,7 +236,7 @@ async def test_commands_pause_resume_retune_and_describe_now(tmp_path: Path, cap
                 ]:
                     await publish(broker.port, f"{pfx}/yard/{topic}", payload)
                 await publish(broker.port, f"{pfx}/nosuchcamera/enabled/set", b"ON")
-                await sub.wait_for(lambda: run.sink.commands_rejected == 5)
+                await sub.wait_for(lambda: run.monitor.commands.stats.rejected == 5)
             assert caplog.text.count("ignored a command") == 3
             assert sub.on(state)[-1].payload == b"OFF" and sub.on(f"{pfx}/yard/threshold")[-1].payload == b"0.4"
             # on again: scores resume
@@ -222,6 +251,53 @@ async def test_commands_pause_resume_retune_and_describe_now(tmp_path: Path, cap
             assert sub.on(state)[-1].payload == b"OFF" and sub.on(f"{pfx}/yard/threshold")[-1].payload == b"0.4"
             await asyncio.sleep(1.5)
             assert scores(sub, pfx) == 0 and run.monitor._cameras[0].stage.counters.paused > 0
+    finally:
+        broker.stop()
+
+
+async def test_any_rule_is_paused_and_rethresholded_over_mqtt(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "broker").start()
+    pfx = f"t{uuid.uuid4().hex[:8]}"
+    clip = make_clip(tmp_path / "walk.mp4", seconds=4, fps=10)
+    cfg = live_config(tmp_path, broker.port, pfx, clip, rules=[{**FENCE, "threshold": 0.6, "cooldown_s": 0}])
+    rule = f"{pfx}/yard/rules/fence"
+
+    def fence_events(sub: Subscriber, kind: str) -> list[dict[str, object]]:
+        return [
+            d for m in sub.on(f"{pfx}/yard/event") if (d := m.json())["rule"] == "fence" and d["event_type"] == kind
+        ]
+
+    try:
+        async with Subscriber(broker.port, [f"{pfx}/#"]) as sub, Running(cfg, HalfSure()) as run:
+            await sub.wait_for(lambda: [m.payload for m in sub.on(f"{rule}/threshold")] == [b"0.6"])
+            assert [m.payload for m in sub.on(f"{rule}/enabled")] == [b"ON"]
+            await sub.wait_for(lambda: len(sub.on(f"{rule}/score")) >= 3)
+            assert not fence_events(sub, "new")  # every window scores 0.5
+            await publish(broker.port, f"{rule}/threshold/set", b"0.4")
+            await sub.wait_for(lambda: sub.on(f"{rule}/threshold")[-1].payload == b"0.4")
+            await sub.wait_for(lambda: bool(fence_events(sub, "new")))
+            # the general rule is untouched
+            assert sub.on(f"{pfx}/yard/threshold")[-1].payload == b"0.6"
+            assert not [m for m in sub.on(f"{pfx}/yard/event") if m.json()["rule"] == "anomaly"]
+            # paused: its open event ends, it is no longer asked; the general rule goes on
+            await publish(broker.port, f"{rule}/enabled/set", b"OFF")
+            await sub.wait_for(lambda: sub.on(f"{rule}/enabled")[-1].payload == b"OFF")
+            await sub.wait_for(lambda: bool(fence_events(sub, "end")))
+            assert sub.on(f"{rule}/state")[-1].payload == b"OFF"
+            await asyncio.sleep(0.5)  # QoS 0 scores published before the pause may still be on their way
+            asked, general = len(sub.on(f"{rule}/score")), len(sub.on(f"{pfx}/yard/score"))
+            await sub.wait_for(lambda: len(sub.on(f"{pfx}/yard/score")) >= general + 3)
+            assert len(sub.on(f"{rule}/score")) == asked
+            # a rule the camera does not have, and a malformed threshold: refused and counted
+            await publish(broker.port, f"{pfx}/yard/rules/nosuch/threshold/set", b"0.3")
+            await publish(broker.port, f"{rule}/threshold/set", b"0")
+            await sub.wait_for(lambda: run.monitor.commands is not None and run.monitor.commands.stats.rejected == 2)
+        # a restart keeps the rule paused at its operator's threshold
+        async with Subscriber(broker.port, [f"{pfx}/#"]) as sub, Running(cfg, HalfSure()):
+            await sub.wait_for(lambda: len(sub.on(f"{rule}/threshold")) >= 2)
+            assert sub.on(f"{rule}/threshold")[-1].payload == b"0.4" and sub.on(f"{rule}/enabled")[-1].payload == b"OFF"
+            await sub.wait_for(lambda: len(sub.on(f"{pfx}/yard/score")) >= 3)
+            assert not sub.on(f"{rule}/score")  # paused: not asked at all
     finally:
         broker.stop()
 
@@ -255,13 +331,16 @@ def test_a_client_without_write_rights_changes_nothing(tmp_path: Path) -> None:
             before = scores(sub, pfx)
             await sub.wait_for(lambda: scores(sub, pfx) >= before + 3)
             assert [m.payload for m in sub.on(state)] == [b"ON"]
-            assert run.sink.commands_applied == 0 and run.monitor.controls.state("yard").threshold == 0.6
+            assert (
+                run.monitor.commands.stats.applied == 0
+                and run.monitor.controls.cameras["yard"].rules["anomaly"].threshold == 0.6
+            )
             assert not (tmp_path / "controls.json").exists()
             await publish(
                 broker.port, f"{pfx}/yard/enabled/set", b"OFF", username="operator", password="operator-secret"
             )
             await sub.wait_for(lambda: sub.on(state)[-1].payload == b"OFF")
-            assert run.sink.commands_applied == 1
+            assert run.monitor.commands.stats.applied == 1
 
     try:
         asyncio.run(scenario())

@@ -184,7 +184,7 @@ async def test_summary_over_mqtt(tmp_path: Path, caplog: pytest.LogCaptureFixtur
             with caplog.at_level(logging.WARNING, logger="sinks.mqtt_sink"):
                 await publish(broker.port, f"{pfx}/summarize/set", b'{"camera": "garage"}')
                 await publish(broker.port, f"{pfx}/summarize/set", b"soon")
-                await sub.wait_for(lambda: run.sink.commands_rejected == 2)
+                await sub.wait_for(lambda: run.monitor.commands.stats.rejected == 2)
             assert caplog.text.count("ignored a command on") == 1 and "garage" in caplog.text
             await asyncio.sleep(0.3)
             assert len(sub.on(f"{pfx}/summary")) == 1

@@ -25,13 +25,12 @@ from pipeline.sources import SourceSettings, VideoSource
 from pipeline.supervision import restarting
 from sinks.base import SinkHub, SinkRunner
 from sinks.event_store import EventStore
-from sinks.mqtt_sink import MqttSink
 from sinks.outbox import Outbox
 from sinks.store_sink import StoreSettings, StoreSink
 from tests.helpers.broker import Broker
 from tests.helpers.fakes import AlarmAfter, FakeModel, fake_engine
 from tests.helpers.media import make_clip
-from tests.helpers.sinks import CollectingSink
+from tests.helpers.sinks import CollectingSink, mqtt_sink
 from tests.helpers.subscriber import Subscriber
 from tests.test_mqtt import event_change, mqtt_cfg
 
@@ -93,7 +92,7 @@ async def test_an_outbox_error_is_logged_at_once_and_delivery_goes_on(
             raise sqlite3.OperationalError("disk I/O error")
         return original(self, limit)
 
-    sink = MqttSink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["cam"])
+    sink = mqtt_sink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite")), ["cam"])
     try:
         async with Subscriber(broker.port, [f"{pfx}/events"]) as sub:
             monkeypatch.setattr(Outbox, "peek", peek)
@@ -103,7 +102,7 @@ async def test_an_outbox_error_is_logged_at_once_and_delivery_goes_on(
     finally:
         await sink.close()
         broker.stop()
-    assert failed and sink.failures == 1
+    assert failed and sink.connection.stats.failures == 1
     (line,) = errors(caplog, f"MQTT delivery to 127.0.0.1:{broker.port} failed")
     assert "disk I/O error" in line.getMessage()
     assert sub.messages[0].json()["after"]["id"] == "ev1"

@@ -41,20 +41,7 @@ def build_sinks(cfg: AppConfig) -> LiveSinks:
         sinks.append(StoreSink(cfg.store))
     if not cfg.mqtt.enabled:
         return LiveSinks(sinks)
-    m = cfg.mqtt
-    topics = mqtt_topics(cfg)
-    connection = MqttConnection(
-        m, client_id=m.client_id or f"llmvad-{cfg.instance or 'monitor'}", available=topics.available
-    )
     rules = {c.name: [r.name for r in c.rules] for c in cfg.cameras}
-    sinks.append(
-        MqttSink(
-            connection,
-            topics,
-            rules,
-            discovery=m.discovery,
-            commands=m.commands,
-            snapshot_max_bytes=m.snapshot_max_bytes,
-        )
-    )
-    return LiveSinks(sinks, connection, topics)
+    mqtt = MqttSink.from_settings(cfg.mqtt, rules, instance=cfg.instance or "")
+    sinks.append(mqtt)
+    return LiveSinks(sinks, mqtt.connection, mqtt.topics)

@@ -17,6 +17,7 @@ from typing import Any
 
 from monitor.live.history import SEVERITY_NAMES, parse_time
 from pipeline.inference import ModelClient
+from pipeline.records import GENERAL_RULE
 from pipeline.summaries import LogLine, Summarizer, SummarySettings, condense
 from sinks.event_store import EventStore, StoredEvent
 
@@ -84,7 +85,7 @@ def thin(lines: Sequence[LogLine], limit: int) -> list[LogLine]:
 def _event_line(e: StoredEvent) -> LogLine:
     what = e.explanation or (e.descriptions[-1] if e.descriptions else "an anomaly")
     level = SEVERITY_NAMES.get(e.severity, str(e.severity)).split(" ", 1)[-1]
-    rule = "" if e.rule == "anomaly" else f" rule {e.rule}"
+    rule = "" if e.rule == GENERAL_RULE else f" rule {e.rule}"
     return LogLine(e.start, e.camera, f"{level}{rule} (score {e.peak_score:.2f}): {what}", event=True)
 
 
@@ -148,7 +149,7 @@ def render(summary: PeriodSummary, fmt: str, *, snapshot_dir: Path | None = None
     if not events:
         out.append("None.")
     for e in events:
-        rule = "" if e.rule == "anomaly" else f", rule {e.rule}"
+        rule = "" if e.rule == GENERAL_RULE else f", rule {e.rule}"
         head = f"{_clock(e.start)} to {_clock(e.end)}, {e.camera}{rule}, severity {_level(e)}, peak {e.peak_score:.2f}"
         text = e.explanation or "(no explanation)"
         if md:

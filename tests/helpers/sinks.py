@@ -1,8 +1,12 @@
-"""A sink that keeps everything it receives, for assertions."""
+"""Sinks for tests: one that keeps everything it receives, and the monitor's MQTT sink made simply."""
 
 from __future__ import annotations
 
-from pipeline.records import CameraStatus, Description, EventChange, Record, WindowScore
+from collections.abc import Mapping, Sequence
+
+from pipeline.records import GENERAL_RULE, CameraStatus, Description, EventChange, Record, WindowScore
+from sinks.mqtt_settings import MqttSettings
+from sinks.mqtt_sink import MqttSink
 
 
 class CollectingSink:
@@ -39,3 +43,10 @@ class CollectingSink:
     @property
     def statuses(self) -> list[CameraStatus]:
         return self.of(CameraStatus)
+
+
+def mqtt_sink(
+    settings: MqttSettings, cameras: Sequence[str], *, rules: Mapping[str, Sequence[str]] | None = None
+) -> MqttSink:
+    """The monitor's MQTT sink for ``cameras`` (with only the general rule, unless ``rules`` says)."""
+    return MqttSink.from_settings(settings, rules or {c: [GENERAL_RULE] for c in cameras})
