@@ -15,6 +15,8 @@ from pipeline.inference import (
     DescribeRequest,
     ExplainRequest,
     ModelClosed,
+    ModelFailed,
+    ModelUnavailable,
     RequestKind,
     ScoreRequest,
 )
@@ -174,29 +176,32 @@ async def test_a_dead_model_thread_is_restarted(caplog: pytest.LogCaptureFixture
             return super().describe(batch, max_new_tokens, cancel)
 
     with BatchingEngine(DiesOnce(), max_batch=1, max_wait_ms=0) as w:
-        with pytest.raises(ModelClosed, match="the model thread failed"):
+        with pytest.raises(ModelUnavailable, match="the model thread failed"):
             await w.describe(describe())
         assert (await w.describe(describe())).text == "brightness 0"  # served by the restarted thread
-    assert w.restarts == 1 and w.failure is None
+    assert w.stats.restarts == 1 and w.failure is None
     assert any("restarting it" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_model_thread_that_keeps_dying_ends_the_engine() -> None:
-    failures: list[BaseException] = []
-
     class Broken(FakeModel):
         def describe(self, batch, max_new_tokens, cancel=None):  # type: ignore[no-untyped-def]
             raise SystemExit("the thread dies")
 
-    w = BatchingEngine(Broken(), max_batch=1, max_wait_ms=0, on_failure=failures.append)
+    w = BatchingEngine(Broken(), max_batch=1, max_wait_ms=0)
     w.start()
-    for _ in range(4):
-        with pytest.raises(ModelClosed):
+    waiting = asyncio.create_task(w.failed())
+    for _ in range(3):  # died and restarted
+        with pytest.raises(ModelUnavailable, match="the model thread failed"):
             await w.describe(describe())
-    assert isinstance(w.failure, SystemExit) and failures == [w.failure] and w.restarts == 3
-    with pytest.raises(ModelClosed):
+    with pytest.raises(ModelFailed):  # died for good: a dead engine, not a stopped one
+        await w.describe(describe())
+    assert isinstance(await waiting, SystemExit) and w.failure is await w.failed() and w.stats.restarts == 3
+    with pytest.raises(ModelFailed):
         await w.describe(describe())
     w.stop()
+    with pytest.raises(ModelFailed):  # still dead after the stop
+        await w.describe(describe())
 
 
 async def test_stop_cuts_a_long_generation_short() -> None:

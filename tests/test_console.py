@@ -82,7 +82,7 @@ def test_window_shows_cameras_scores_and_events(qtbot) -> None:
     }
     assert table["lobby"] == ["lobby", "online", "10.0", "3", "0.91"]
     assert table["dock"][1] == "offline"
-    t, v = win.panels["lobby"].series.arrays()
+    t, v = win.panels["lobby"].lines["anomaly"].series.arrays()
     assert len(t) == 61 and v[-1] == 0.91
     assert win.panels["lobby"].description.text() == "Two men fight near the door."
     assert win.event_list.item(0).text().endswith("gate  peak 0.80  noting  (open)")  # newest first
@@ -90,7 +90,7 @@ def test_window_shows_cameras_scores_and_events(qtbot) -> None:
     # severity in colour: red for dangerous, amber for worth noting
     assert win.event_list.item(1).foreground().color().name() == SEVERITY_COLOURS[2] != SEVERITY_COLOURS[0]
     assert win.event_list.item(0).foreground().color().name() == SEVERITY_COLOURS[0]
-    assert win.panels["lobby"].threshold_line.value() == 0.7
+    assert win.panels["lobby"].thresholds() == {"anomaly": 0.7}
     region, _ = win.panels["lobby"].regions["ev1"]
     assert region.getRegion() == pytest.approx((now - 20, now - 5))
     # selecting an event shows its snapshot, explanation and descriptions, and centres its plot on it
@@ -144,9 +144,11 @@ def test_broker_address() -> None:
         BrokerAddress.parse("http://h")
 
 
-def window_with_feeder(qtbot, port: int, prefix: str) -> tuple[ConsoleWindow, MqttFeeder]:
+def window_with_feeder(
+    qtbot, port: int, prefix: str, threshold: float | None = 0.6
+) -> tuple[ConsoleWindow, MqttFeeder]:
     feed = ConsoleFeed()
-    win = ConsoleWindow(feed, threshold=0.6, span_s=120, refresh_ms=50)
+    win = ConsoleWindow(feed, threshold=threshold, span_s=120, refresh_ms=50)
     qtbot.addWidget(win)
     win.show()
     feeder = MqttFeeder(BrokerAddress("127.0.0.1", port), prefix, feed, reconnect_max_s=0.5)
@@ -210,7 +212,11 @@ def test_console_over_real_mqtt(qtbot, tmp_path: Path) -> None:
         records += [EventChange("update", ev, Event(**{**_fields(ev), "explanation": "Someone is breaking in."}))]
         publisher = publish_with_sink(broker.port, "cons", tmp_path, records)
         qtbot.waitUntil(
-            lambda: win.event_list.count() == 1 and len(win.panels) == 3 and len(win.panels["garage"].series) == 30,
+            lambda: (
+                win.event_list.count() == 1
+                and len(win.panels) == 3
+                and len(win.panels["garage"].lines["anomaly"].series) == 30
+            ),
             timeout=15_000,
         )
         qtbot.waitUntil(lambda: win.events["e-front"].explanation == "Someone is breaking in.", timeout=5000)
@@ -222,9 +228,9 @@ def test_console_over_real_mqtt(qtbot, tmp_path: Path) -> None:
 
         async def garbage() -> None:
             async with aiomqtt.Client("127.0.0.1", broker.port) as c:
-                await c.publish("cons/front/score", b"{truncated")
+                await c.publish("cons/front/rules/anomaly/score", b"{truncated")
                 await c.publish("cons/events", b"\x00\x01")
-                await c.publish("cons/front/score", b"x" * 400_000)
+                await c.publish("cons/front/rules/anomaly/score", b"x" * 400_000)
 
         asyncio.run(garbage())
         qtbot.waitUntil(lambda: win.feed.malformed == 3, timeout=5000)
@@ -270,7 +276,7 @@ def test_sixteen_cameras_and_a_burst_of_events_stay_bounded(qtbot) -> None:
         feed.push(EventView(f"b{i}", f"cam{i % 16:02d}", now - 100 + i, now - 99 + i, 0.9, 0.1, None, ("x",), None))
     qtbot.waitUntil(lambda: win.event_list.count() == 100, timeout=10_000)
     assert len(win.panels) == 16
-    assert all(len(p.series) == 600 for p in win.panels.values())
+    assert all(len(p.lines["anomaly"].series) == 600 for p in win.panels.values())
     assert win.event_list.item(0).data(QtCore.Qt.ItemDataRole.UserRole) == "b99"
     assert max(len(p.regions) for p in win.panels.values()) <= 64
     shot(win, "console-16-cameras")
@@ -294,7 +300,7 @@ def test_history_from_the_event_store(qtbot, tmp_path: Path) -> None:
     win = ConsoleWindow(feed, threshold=0.6, refresh_ms=50)
     qtbot.addWidget(win)
     qtbot.waitUntil(lambda: win.event_list.count() == 1, timeout=3000)
-    assert len(win.panels["door"].series) == 11
+    assert len(win.panels["door"].lines["anomaly"].series) == 11
     ev = next(iter(win.events.values()))
     assert ev.snapshot is not None and ev.explanation == "something alarming happened"
 
@@ -328,6 +334,7 @@ def test_run_console_in_process(qtbot, tmp_path: Path) -> None:
             seen["cameras"] = sorted(win.panels)
             seen["events"] = win.event_list.count()
             seen["status"] = win.camera_table.item(0, 1).text()
+            seen["thresholds"] = win.panels["cam0"].thresholds()
             win.event_list.setCurrentRow(0)
             shot(win, "console-run")
             win.close()
@@ -335,10 +342,11 @@ def test_run_console_in_process(qtbot, tmp_path: Path) -> None:
             QtCore.QTimer.singleShot(100, close_when_done)
 
     QtCore.QTimer.singleShot(100, close_when_done)
-    summary = run_with_pipeline(mon.run, feed, threshold=0.6, span_s=60, history=None, hours=1)
+    summary = run_with_pipeline(mon.run, feed, span_s=60, history=None, hours=1)
     assert not summary.failed and len(summary.cameras) == 3
     assert seen["cameras"] == ["cam0", "cam1", "cam2"] and seen["events"] == 3
     assert seen["status"] in ("online", "offline")
+    assert seen["thresholds"] == {"anomaly": 0.6}  # as the camera's settings owner published it
 
 
 def test_console_commands_as_a_user_runs_them(tmp_path: Path, tiny_vlm: Path) -> None:
@@ -434,13 +442,63 @@ def test_each_rule_has_its_own_line(qtbot) -> None:
             WindowScore("yard", k, 0.0, 0.0, now - 10 + k, 0.3, ("quiet",), (k,), rule="parcel")
         ):
             feed.push(item)
-    qtbot.waitUntil(lambda: "yard" in win.panels and set(win.panels["yard"].rules) == {"fence", "parcel"}, timeout=3000)
+    qtbot.waitUntil(
+        lambda: "yard" in win.panels and set(win.panels["yard"].lines) == {"anomaly", "fence", "parcel"}, timeout=3000
+    )
     panel = win.panels["yard"]
-    qtbot.waitUntil(lambda: len(panel.rules["parcel"][0]) == 10, timeout=3000)
-    assert len(panel.series) == 10 and len(panel.rules["fence"][0]) == 10
-    assert list(panel.rules["fence"][0].arrays()[1]) == [0.8] * 10
+    qtbot.waitUntil(lambda: len(panel.lines["parcel"].series) == 10, timeout=3000)
+    assert len(panel.lines["anomaly"].series) == 10 and len(panel.lines["fence"].series) == 10
+    assert list(panel.lines["fence"].series.arrays()[1]) == [0.8] * 10
     # a rule's score is not the camera's anomaly score in the table, nor its description
     row = [win.camera_table.item(0, c).text() for c in range(5)]
     assert row[4] == "0.10" and panel.description.text() == "quiet"
     # a malformed rule topic is refused like any other
     assert decoder.decode("llmvad/yard/rules/Bad Name/score", b"{}") == [] and feed.malformed == 1
+
+
+def test_the_console_shows_each_rules_threshold_in_force(qtbot, tmp_path: Path) -> None:
+    """A camera's own threshold and an operator's change of another rule's, as the monitor publishes them."""
+    import uuid
+
+    import aiomqtt
+
+    from tests.test_operator_controls import HalfSure, Running, live_config
+
+    broker = Broker(tmp_path / "broker").start()
+    pfx = f"t{uuid.uuid4().hex[:8]}"
+    clip = make_clip(tmp_path / "walk.mp4", seconds=4, fps=10)
+    fence = {"name": "fence", "question": "Does someone climb the fence?", "threshold": 0.8}
+    cfg = live_config(
+        tmp_path, broker.port, pfx, clip, rules=[fence], camera={"alerting": {"threshold": 0.55, "hysteresis": 0.1}}
+    )
+    loop: dict[str, asyncio.AbstractEventLoop | asyncio.Event] = {}
+
+    async def monitor() -> None:
+        loop["stop"] = stop = asyncio.Event()
+        loop["loop"] = asyncio.get_running_loop()
+        async with Running(cfg, HalfSure()):
+            await stop.wait()
+
+    runner = threading.Thread(target=asyncio.run, args=(monitor(),))
+    runner.start()
+    try:
+        win, feeder = window_with_feeder(qtbot, broker.port, pfx, threshold=None)
+        qtbot.waitUntil(lambda: "yard" in win.panels and len(win.panels["yard"].thresholds()) == 2, timeout=15_000)
+        assert win.panels["yard"].thresholds() == {"anomaly": 0.55, "fence": 0.8}  # not [alerting]'s 0.6
+
+        async def operator() -> None:
+            async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+                await c.publish(f"{pfx}/yard/rules/fence/threshold/set", b"0.3", qos=1)
+
+        asyncio.run(operator())
+        qtbot.waitUntil(lambda: win.panels["yard"].thresholds()["fence"] == 0.3, timeout=10_000)
+        assert win.panels["yard"].thresholds()["anomaly"] == 0.55
+        line = win.panels["yard"].lines["fence"].threshold
+        assert line.isVisible() and line.value() == 0.3
+        shot(win, "console-rule-thresholds")
+        feeder.stop()
+    finally:
+        if "loop" in loop:
+            loop["loop"].call_soon_threadsafe(loop["stop"].set)  # type: ignore[union-attr, arg-type]
+        runner.join(30)
+        broker.stop()

@@ -1,4 +1,5 @@
-"""The monitor's entities in a real Home Assistant: discovery, states, and a switch that pauses a camera."""
+"""The monitor's entities in a real Home Assistant: discovery, states, every rule's threshold and switch, and a
+switch that pauses a camera."""
 
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ name = "porch"
 url = "{people_video}"
 realtime = true
 loop = true
+[cameras.alerting]
+threshold = 0.02
 """
     )
     scores = subprocess.Popen(
@@ -92,19 +95,37 @@ loop = true
         def ours() -> dict[str, dict]:
             return {k: v for k, v in ha.states().items() if "porch" in k and k.split(".")[0] in kinds}
 
-        entities = wait("the monitor's entities in Home Assistant", lambda: (e := ours()) and len(e) >= 11 and e)
+        entities = wait("the monitor's entities in Home Assistant", lambda: (e := ours()) and len(e) >= 14 and e)
         by_domain = sorted(k.split(".")[0] for k in entities)
-        camera_entities = ["binary_sensor", "sensor", "sensor", "sensor", "event", "camera", "switch", "number"]
-        rule_entities = ["binary_sensor", "sensor"]  # the fence rule's
-        assert by_domain == sorted([*camera_entities, "button", *rule_entities]), entities
-        fence = next(k for k in entities if k.startswith("binary_sensor.") and "fence" in k)
-        fence_score = next(k for k in entities if k.startswith("sensor.") and "fence" in k)
+        camera_entities = ["sensor", "sensor", "event", "camera", "switch", "button"]
+        rule_entities = ["binary_sensor", "sensor", "switch", "number"]  # each rule's: the general one, fence
+        assert by_domain == sorted([*camera_entities, *rule_entities, *rule_entities]), entities
+
+        def entity(domain: str, *words: str, but: str = "\0") -> str:
+            return next(
+                k for k in entities if k.startswith(f"{domain}.") and all(w in k for w in words) and but not in k
+            )
+
+        fence = entity("binary_sensor", "fence")
+        fence_score = entity("sensor", "fence")
         wait("the fence rule's event in its binary sensor", lambda: ha.states()[fence]["state"] == "on")
         assert 0.0 <= float(ha.states()[fence_score]["state"]) <= 1.0
-        switch = next(k for k in entities if k.startswith("switch."))
-        number = next(k for k in entities if k.startswith("number."))
+        switch = entity("switch", "enabled")
+        number = entity("number", "monitor_anomaly")
+        fence_number, fence_switch = entity("number", "fence"), entity("switch", "fence")
         wait("the switch on", lambda: ha.states()[switch]["state"] == "on")
-        assert float(ha.states()[number]["state"]) == pytest.approx(0.01)
+        # the camera's own threshold, not [alerting]'s; the fence rule's as configured
+        assert float(ha.states()[number]["state"]) == pytest.approx(0.02)
+        assert float(ha.states()[fence_number]["state"]) == pytest.approx(0.01)
+
+        # Home Assistant changes the second rule's threshold, then pauses that rule: the monitor obeys, says so
+        ha.api("POST", "/api/services/number/set_value", {"entity_id": fence_number, "value": 0.5})
+        wait("the fence threshold changed", lambda: float(ha.states()[fence_number]["state"]) == pytest.approx(0.5))
+        assert json.loads((tmp_path / "controls.json").read_text())["porch"]["rules"]["fence"] == {"threshold": 0.5}
+        ha.api("POST", "/api/services/switch/turn_off", {"entity_id": fence_switch})
+        wait("the fence rule paused", lambda: ha.states()[fence_switch]["state"] == "off")
+        wait("the fence rule's event ended", lambda: ha.states()[fence]["state"] == "off")
+        assert float(ha.states()[number]["state"]) == pytest.approx(0.02)  # the general rule untouched
         description = next(k for k in entities if k.startswith("sensor.") and "description" in k)
         wait("a description in its sensor", lambda: ha.states()[description]["state"] not in ("unknown", "unavailable"))
         event = next(k for k in entities if k.startswith("event."))

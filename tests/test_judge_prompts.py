@@ -6,7 +6,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from monitor.offline.judge_eval import DataError, Labelled, read_labelled, report, window_texts
 from monitor.offline.ranking import average_precision, roc_auc
-from pipeline.judge import JudgeSettings, expected_score, fill, judge_prompt, sanitize
+from pipeline.judge import JudgeSettings, expected_score, judge_prompt
+from pipeline.texts import fill, sanitize
 
 SETTINGS = JudgeSettings(
     system="sys",

@@ -12,6 +12,7 @@ import pytest
 from monitor.config import validate
 from monitor.live.monitor import Monitor
 from pipeline.inference import ScoreRequest
+from pipeline.records import EventChange
 from tests.helpers.fakes import AlarmAfter, FakeModel, fake_engine
 from tests.helpers.media import make_clip
 from tests.helpers.sinks import CollectingSink
@@ -105,6 +106,32 @@ async def test_a_failing_sink_does_not_stop_scoring(tmp_path: Path) -> None:
     fake = FakeModel()
     await Monitor(cfg, models=fake_engine(fake, cfg), sinks=[broken, good]).run()
     assert len(good.descriptions) == 10 and len(good.scores) == 5
+
+
+async def test_event_changes_reach_a_durable_sink_once(tmp_path: Path) -> None:
+    """A durable sink (the outbox, the store) writes each event change at once, and gets it only that way."""
+
+    class Durable(CollectingSink):
+        name = "durable"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.persisted: list[EventChange] = []
+
+        def persist(self, record: EventChange) -> None:
+            self.persisted.append(record)
+
+    clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
+    cfg = config(
+        [{"name": "cam", "url": str(clip), "sampling": {"every_n_frames": 5}}],
+        windows={"size": 2, "stride": 1},
+        alerting={"threshold": 0.6, "hysteresis": 0.1},
+    )
+    durable, plain = Durable(), CollectingSink()
+    await Monitor(cfg, models=fake_engine(AlarmAfter(), cfg), sinks=[durable, plain]).run()
+    assert plain.events and not durable.events  # not through its queue as well
+    assert [(c.type, c.after.id) for c in durable.persisted] == [(c.type, c.after.id) for c in plain.events]
+    assert len(durable.scores) == len(plain.scores) and len(durable.descriptions) == len(plain.descriptions)
 
 
 async def test_stop_shuts_down_promptly_while_the_model_is_slow(tmp_path: Path) -> None:

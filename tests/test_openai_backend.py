@@ -16,7 +16,7 @@ import pytest
 from monitor.config import AppConfig, validate
 from monitor.live.monitor import Monitor
 from monitor.models import batching_engine
-from monitor.offline.judge_eval import read_labelled, score_items, smooth_by_video
+from monitor.offline.judge_eval import read_labelled, score_windows, smooth_by_video, window_texts
 from monitor.offline.ranking import roc_auc
 from pipeline.camera import NO_EXPLANATION
 from pipeline.engines.openai import OpenAIClient, OpenAISettings
@@ -41,6 +41,7 @@ from tests.helpers.sinks import CollectingSink
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 JUDGE = AppConfig().judge
+RULE = AppConfig().general_rule
 ANOMALOUS = "A man stabs the cashier several times and runs away with the money."
 NORMAL = "A woman waters the plants in front of the shop."
 
@@ -86,9 +87,9 @@ async def test_llama_cpp_ranks_the_dev_set_like_the_transformers_judge(
     cfg = validate({"judge": {"model": str(judge_270m)}, "model": {"max_batch": 8}}, env={})
     local = batching_engine(cfg, None, TransformersModel(str(judge_270m), device="cpu"))
     async with local:
-        ref = await score_items(local, JUDGE, items)
+        ref = await score_windows(local, RULE, window_texts(items, 1))
     async with client(llama, max_concurrency=1) as remote:
-        got = await score_items(remote, JUDGE, items)
+        got = await score_windows(remote, RULE, window_texts(items, 1))
     y = np.array([it.label for it in items])
     live_ref, live_got = (smooth_by_video(items, s, JUDGE.smoothing) for s in (ref, got))
     rho, rho_raw = spearman(live_ref, live_got), spearman(ref, got)

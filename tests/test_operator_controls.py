@@ -129,8 +129,10 @@ def live_config(
     clip: Path,
     sampling: dict[str, object] | None = None,
     rules: list[dict[str, object]] | None = None,
+    camera: dict[str, object] | None = None,
     **mqtt: object,
 ) -> AppConfig:
+    """One looping, paced camera ``yard`` (with ``camera``'s own keys) on a monitor with MQTT on ``port``."""
     return validate(
         {
             "rules": rules or [],
@@ -141,6 +143,7 @@ def live_config(
                     "realtime": True,
                     "loop": True,
                     "sampling": {"fps": 5, **(sampling or {})},
+                    **(camera or {}),
                 },
             ],
             "windows": {"size": 2, "stride": 1},

@@ -18,6 +18,7 @@ from monitor.console.subscriber import BrokerAddress, MqttFeeder
 from monitor.live.monitor import Monitor
 from monitor.offline.batch import plan_jobs, run_batch
 from pipeline.camera import CameraPipeline
+from pipeline.engines.batching import BatchingEngine
 from pipeline.queues import Backpressure, ThreadToAsyncQueue
 from pipeline.records import Frame
 from pipeline.sampling import FrameSampler, SamplingSettings
@@ -221,6 +222,36 @@ async def test_a_dead_model_engine_stops_the_run(tmp_path: Path, caplog: pytest.
     summary = await asyncio.wait_for(Monitor(cfg, models=fake_engine(Dying(), cfg), sinks=[]).run(), 30)
     assert summary.crashed == ("model engine",)
     assert errors(caplog, "the model engine failed")
+
+
+async def test_the_run_awaits_the_engine_failure_it_is_told_of(tmp_path: Path) -> None:
+    """The failure is an event the run waits on with its other tasks, not a flag it polls: an engine whose
+    ``failure`` never reads as set still stops a run of a camera that would go on for ever."""
+
+    told = asyncio.Event()
+
+    class Told(BatchingEngine):
+        @property
+        def failure(self) -> BaseException | None:
+            return None
+
+        @failure.setter
+        def failure(self, value: BaseException | None) -> None:
+            pass
+
+        async def failed(self) -> BaseException:
+            await told.wait()
+            return RuntimeError("the GPU fell off the bus")
+
+    cfg = _camera_cfg(tmp_path, ("cam",))
+    engine = Told(FakeModel(), max_batch=cfg.model.max_batch)
+    sink = CollectingSink()
+    run = asyncio.create_task(Monitor(cfg, models=engine, sinks=[sink]).run())
+    while len(sink.scores) < 2:  # noqa: ASYNC110 - the camera works until then
+        await asyncio.sleep(0.05)
+    told.set()
+    summary = await asyncio.wait_for(run, 60)
+    assert summary.crashed == ("model engine",) and summary.stopped
 
 
 async def test_a_video_whose_processing_crashes_gets_a_failed_row(
