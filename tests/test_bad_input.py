@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from monitor.cli import main
 from monitor.console.feed import ConsoleFeed, MqttDecoder, ScorePoint
+from tests.helpers.cli import monitor_command
 from tests.helpers.media import corrupt_copy, make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,7 +170,7 @@ def test_bad_media(tmp_path: Path, tiny_vlm: Path, case: str, code: int, phrase:
     path = _media(tmp_path, case)
     out = tmp_path / "out"
     r = subprocess.run(
-        [sys.executable, "-m", "monitor", "run", "--model", str(tiny_vlm), "--source", str(path), "--output", str(out)],
+        monitor_command("run", "--model", tiny_vlm, "--source", path, "--output", out),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -194,7 +194,7 @@ def test_a_path_that_is_not_utf8(tmp_path: Path, tiny_vlm: Path) -> None:
     odd = Path(str(tmp_path) + "/caf\udce9.mp4")
     odd.write_bytes(clip.read_bytes())
     r = subprocess.run(
-        [sys.executable, "-m", "monitor", "run", "--model", str(tiny_vlm), "--source", str(odd)],
+        monitor_command("run", "--model", tiny_vlm, "--source", odd),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -225,7 +225,7 @@ def test_wrong_models(tmp_path: Path, models_dir: Path, case: str, model, phrase
     clip = make_clip(tmp_path / "c.mp4", seconds=1)
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1"}
     r = subprocess.run(
-        [sys.executable, "-m", "monitor", "run", "--model", model(tmp_path, models_dir), "--source", str(clip)],
+        monitor_command("run", "--model", model(tmp_path, models_dir), "--source", clip),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -285,10 +285,11 @@ MQTT = [
 def test_malformed_mqtt_messages_are_counted_and_ignored(kind: str, case: str, payload: bytes) -> None:
     feed = ConsoleFeed()
     decoder = MqttDecoder("llmvad", feed)
-    topic = "llmvad/events" if kind == "events" else f"llmvad/c/{kind}"
+    topic = {"events": "llmvad/events", "score": "llmvad/c/rules/anomaly/score"}.get(kind, f"llmvad/c/{kind}")
     assert decoder.decode(topic, payload) == []
     assert feed.malformed == 1
-    assert decoder.decode("llmvad/c/score", json.dumps(GOOD_SCORE).encode()) == [ScorePoint("c", 1.8e9, 0.5, "x")]
+    good = json.dumps(GOOD_SCORE).encode()
+    assert decoder.decode("llmvad/c/rules/anomaly/score", good) == [ScorePoint("c", 1.8e9, 0.5, "x")]
 
 
 def test_endless_new_camera_names_are_bounded(qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -299,7 +300,9 @@ def test_endless_new_camera_names_are_bounded(qtbot) -> None:  # type: ignore[no
     window = ConsoleWindow(feed, refresh_ms=10_000)
     qtbot.addWidget(window)
     for i in range(300):
-        for item in decoder.decode(f"llmvad/cam{i}/score", json.dumps({**GOOD_SCORE, "camera": f"cam{i}"}).encode()):
+        for item in decoder.decode(
+            f"llmvad/cam{i}/rules/anomaly/score", json.dumps({**GOOD_SCORE, "camera": f"cam{i}"}).encode()
+        ):
             feed.push(item)
     window.pump()
     assert len(window.panels) == window.max_cameras == 64

@@ -8,22 +8,21 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from monitor.offline.llmvad_compat import UnsafePickleError, load_plain_pickle
+from tests.helpers.cli import monitor_command
 from tests.helpers.media import corrupt_copy, make_clip
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def batch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", "batch", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
-    )
+    return subprocess.run(monitor_command("batch", *args), capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
 @pytest.fixture
@@ -104,9 +103,7 @@ def test_resume_after_an_interruption(folder: Path, config: Path, tiny_vlm: Path
         "1",
     ]
     proc = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(out.rglob("*.json"))) < 1:
-        time.sleep(0.1)
+    eventually(lambda: list(out.rglob("*.json")), what="a first video's outputs")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err[-2000:]

@@ -6,14 +6,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.helpers.cli import monitor_command
 from tests.helpers.media import corrupt_copy, make_clip
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ SECRET = "hf_TESTTOKENdoNotLog123"
 
 def monitor(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
+        monitor_command(*args),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -185,17 +185,14 @@ every_n_frames = 2
     )
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(tiny_vlm), "--output", str(out)],
+        monitor_command("run", "--config", cfg, "--model", tiny_vlm, "--output", out),
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
         results = out / "results.jsonl"
-        while time.monotonic() < deadline and not (results.exists() and '"kind": "score"' in results.read_text()):
-            time.sleep(0.2)
-        assert results.exists(), "the monitor produced nothing"
+        eventually(lambda: results.exists() and '"kind": "score"' in results.read_text(), what="a first score")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:

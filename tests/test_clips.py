@@ -19,6 +19,7 @@ from pipeline.clips import PacketRing, write_clip
 from pipeline.engines.batching import Prepared
 from pipeline.inference import DescribeResult
 from sinks.event_store import EventStore, clip_dir
+from tests.helpers.cli import monitor_command
 from tests.helpers.fakes import AlarmAfter, FakeModel, fake_engine
 from tests.helpers.media import make_clip
 from tests.helpers.rtsp import RtspServer
@@ -120,7 +121,7 @@ def test_a_file_event_gets_a_clip_kept_in_the_store_and_shown(tmp_path: Path) ->
         and played(out) == (40, pytest.approx(4.0, abs=0.05))
     )
     listed = subprocess.run(
-        [sys.executable, "-m", "monitor", "events", "--db", str(cfg.store.path)],
+        monitor_command("events", "--db", cfg.store.path),
         cwd=ROOT,
         capture_output=True,
         text=True,

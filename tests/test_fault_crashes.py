@@ -11,8 +11,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,10 +19,12 @@ import pytest
 from monitor.config import validate
 from monitor.live.monitor import Monitor
 from tests.helpers.broker import Broker
+from tests.helpers.cli import monitor_command
 from tests.helpers.fakes import FakeModel, fake_engine
 from tests.helpers.media import make_clip
 from tests.helpers.sinks import CollectingSink
-from tests.test_fault_broker import PersistentSubscriber
+from tests.helpers.subscriber import Subscriber
+from tests.helpers.waiting import eventually, eventually_async
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ loop = true
 [cameras.sampling]
 every_n_frames = 5
 """)
-    cmd = [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(tiny_vlm), "--output", str(out)]
+    cmd = monitor_command("run", "--config", cfg, "--model", tiny_vlm, "--output", out)
     rng = random.Random(7)
     stored: set[str] = set()
     kills = 0
@@ -89,15 +89,15 @@ every_n_frames = 5
     def new_events() -> list[str]:
         return [x["after"]["id"] for x in lines(out / "results.jsonl") if x.get("type") == "new"]
 
-    async def run_all() -> PersistentSubscriber:
+    async def run_all() -> Subscriber:
         nonlocal kills, stored
-        async with PersistentSubscriber(broker.port, f"{pfx}/events") as sub:
+        async with Subscriber(broker.port, [f"{pfx}/events"]) as sub:
             for _ in range(5):
                 before = len(new_events())
                 proc = start()
-                deadline = time.monotonic() + 120
-                while len(new_events()) <= before and time.monotonic() < deadline:  # an event is open now
-                    await asyncio.sleep(0.1)
+                await eventually_async(
+                    lambda before=before: len(new_events()) > before, what="an open event", every=0.1
+                )
                 await asyncio.sleep(rng.uniform(0.0, 2.0))
                 proc.kill()  # SIGKILL, somewhere between a model call, a write and a publish
                 proc.wait(30)
@@ -109,12 +109,11 @@ every_n_frames = 5
                 assert now >= stored  # no stored event lost
                 stored = now
             proc = start()  # a last run, stopped cleanly once it has ended what the others left open
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                ended = {x["after"]["id"] for x in lines(out / "results.jsonl") if x.get("type") == "end"}
-                if stored <= ended:
-                    break
-                await asyncio.sleep(0.1)
+            await eventually_async(
+                lambda: stored <= {x["after"]["id"] for x in lines(out / "results.jsonl") if x.get("type") == "end"},
+                what="an end for every event the killed runs left open",
+                every=0.1,
+            )
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc.wait, 60) == 0
             await asyncio.sleep(1.0)
@@ -134,10 +133,10 @@ every_n_frames = 5
     jsonl = lines(out / "results.jsonl")
     for kind, got in (
         ("JSON lines", {x["after"]["id"] for x in jsonl if x.get("type") == "end"}),
-        ("MQTT", {p["after"]["id"] for p in sub.payloads if p["type"] == "end"}),
+        ("MQTT", {p["after"]["id"] for p in sub.payloads() if p["type"] == "end"}),
     ):
         assert stored <= got, (kind, stored - got)  # every event, even those a kill left open, ended there
-    mqtt_new = {p["after"]["id"] for p in sub.payloads if p["type"] == "new"}
+    mqtt_new = {p["after"]["id"] for p in sub.payloads() if p["type"] == "new"}
     assert stored <= mqtt_new
 
 
@@ -183,12 +182,10 @@ def test_signals_and_the_time_limit_stop_cleanly(tmp_path: Path, tiny_vlm: Path,
         "realtime = true\nloop = true\n[cameras.sampling]\nevery_n_frames = 1\n"
     )
     out = tmp_path / "out"
-    base = [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(tiny_vlm)]
+    base = monitor_command("run", "--config", cfg, "--model", tiny_vlm)
     proc = subprocess.Popen([*base, "--output", str(out)], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any(x["kind"] == "score" for x in lines(out / "results.jsonl")):
-            time.sleep(0.1)
+        eventually(lambda: any(x["kind"] == "score" for x in lines(out / "results.jsonl")), what="a first score")
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,20 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.broker import Broker
+from tests.helpers.cli import monitor_command
 from tests.helpers.home_assistant import HomeAssistant
+from tests.helpers.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
 def wait(what: str, predicate, timeout: float = 120.0, every: float = 1.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(every)
-    pytest.fail(f"timed out waiting for {what}")
+    return eventually(predicate, what=what, timeout=timeout, every=every)
 
 
 def test_entities_appear_and_the_switch_stops_the_camera(
@@ -82,7 +77,7 @@ threshold = 0.02
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "monitor.log").open("w")
     monitor = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(config), "--max-seconds", "600"],
+        monitor_command("run", "--config", config, "--max-seconds", 600),
         cwd=ROOT,
         env=env,
         stdout=log,

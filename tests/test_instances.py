@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from monitor.config import load
 from monitor.console.feed import ConsoleFeed, MqttDecoder, ScorePoint
 from monitor.options import select_cameras
 from tests.helpers.broker import Broker
+from tests.helpers.cli import monitor_command
 from tests.helpers.media import make_clip
 from tests.helpers.subscriber import Subscriber
 
@@ -77,7 +77,7 @@ def test_three_instances_on_one_broker(tmp_path: Path, tiny_vlm: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LLMVAD_STATE_DIR": str(tmp_path / "state")}
 
     def start(i: int) -> subprocess.Popen[str]:
-        cmd = [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(tiny_vlm)]
+        cmd = monitor_command("run", "--config", cfg, "--model", tiny_vlm)
         cmd += ["--shard", f"{i}/3", "--max-seconds", "120", "--output", str(tmp_path / f"out{i}")]
         log = (tmp_path / f"instance{i}.log").open("w")
         return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from tests.helpers.fakes import AlarmAfter, fake_engine
 from tests.helpers.media import make_clip
 from tests.helpers.sinks import mqtt_sink
 from tests.helpers.subscriber import Subscriber
+from tests.helpers.waiting import eventually
 
 
 def prefix() -> str:
@@ -109,9 +109,10 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
     (bs,) = sub.on(f"{pfx}-ha/binary_sensor/{pfx}_door/anomaly/config")
     (sn,) = sub.on(f"{pfx}-ha/sensor/{pfx}_door/score/config")
     bsc, snc = bs.json(), sn.json()
-    assert bsc["state_topic"] == f"{pfx}/door/anomaly" and bsc["device_class"] == "problem"
+    # (the general rule's entities keep their unique ids; they read the rule's own topics)
+    assert bsc["state_topic"] == f"{pfx}/door/rules/anomaly/state" and bsc["device_class"] == "problem"
     assert (bsc["payload_on"], bsc["payload_off"]) == ("ON", "OFF")
-    assert snc["state_topic"] == f"{pfx}/door/score" and snc["value_template"] == "{{ value_json.score }}"
+    assert snc["state_topic"] == f"{pfx}/door/rules/anomaly/score" and snc["value_template"] == "{{ value_json.score }}"
     for c in (bsc, snc):
         assert c["availability_topic"] == f"{pfx}/available"
         assert c["device"]["identifiers"] == [f"{pfx}_door"]
@@ -120,7 +121,7 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
     assert [m.payload for m in sub.on(f"{pfx}/available")] == [b"online", b"offline"]
     # scores: QoS 0 JSON with the window and its descriptions
     scores = [m.json() for m in sub.on(f"{pfx}/door/score")]
-    assert len(scores) == 11
+    assert len(scores) == 11 and [m.json() for m in sub.on(f"{pfx}/door/rules/anomaly/score")] == scores
     assert set(scores[0]) >= {"camera", "start_time", "end_time", "score", "descriptions"}
     assert scores[-1]["raw_score"] > 0.99 and scores[-1]["score"] > 0.9 and scores[0]["camera"] == "door"
     # events: new, update(s), end, each with before/after
@@ -136,10 +137,14 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
     assert sub.on(f"{pfx}/door/description") and all(m.retain is False for m in sub.on(f"{pfx}/door/description"))
     assert [m.payload for m in sub.on(f"{pfx}/door/enabled")] == [b"ON"]
     assert [m.payload for m in sub.on(f"{pfx}/door/threshold")] == [b"0.6"]
+    assert [m.payload for m in sub.on(f"{pfx}/door/rules/anomaly/threshold")] == [b"0.6"]
+    assert [m.payload for m in sub.on(f"{pfx}/door/rules/anomaly/enabled")] == [b"ON"]
     components = sorted(m.topic.split("/")[1] for m in sub.messages if m.topic.startswith(f"{pfx}-ha/"))
-    assert components == sorted(
-        ["binary_sensor", "sensor", "sensor", "sensor", "event", "camera", "switch", "number", "button"]
-    )
+    camera = ["sensor", "sensor", "event", "camera", "switch", "button"]  # description, severity, ...
+    rule = ["binary_sensor", "sensor", "switch", "number"]  # the general rule's state, score, enabled, threshold
+    assert components == sorted([*camera, *rule])
+    (number,) = sub.on(f"{pfx}-ha/number/{pfx}_door/threshold/config")
+    assert number.json()["command_topic"] == f"{pfx}/door/rules/anomaly/threshold/set"
     (switch,) = sub.on(f"{pfx}-ha/switch/{pfx}_door/enabled/config")
     assert switch.json()["command_topic"] == f"{pfx}/door/enabled/set"
     assert switch.json()["state_topic"] == f"{pfx}/door/enabled"
@@ -149,6 +154,7 @@ async def test_documented_topics_and_payloads(broker: Broker, tmp_path: Path) ->
     assert all(e["before"]["id"] == after["id"] for e in events[1:])
     # anomaly state, retained: OFF at start, ON with the event, OFF at its end
     assert [m.payload for m in sub.on(f"{pfx}/door/anomaly")] == [b"OFF", b"ON", b"OFF"]
+    assert [m.payload for m in sub.on(f"{pfx}/door/rules/anomaly/state")] == [b"OFF", b"ON", b"OFF"]
     # snapshot: JPEG, retained, before the event message that announces it
     snaps = sub.on(f"{pfx}/door/snapshot")
     assert snaps and snaps[0].payload[:2] == b"\xff\xd8"
@@ -176,13 +182,13 @@ async def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: 
     async with Subscriber(broker.port, [f"{pfx}-ha/#"]) as sub:
         await sink.open()
         try:
-            # six entities a camera (no commands: no switch, number, button), two cameras
-            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 12)
+            # ten entities a camera (six of its own, four of its general rule), two cameras
+            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 20)
             import aiomqtt
 
             async with aiomqtt.Client("127.0.0.1", broker.port) as ha:
                 await ha.publish(f"{pfx}-ha/status", b"online")
-            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 24)
+            await sub.wait_for(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) == 40)
         finally:
             await sink.close()
 
@@ -204,7 +210,8 @@ async def test_alerts_survive_a_broker_outage_in_order(tmp_path: Path, caplog: p
             for n in range(3, 20):  # events while the broker is away
                 await sink.handle(event_change("new", n))
                 await sink.handle(WindowScore("cam", n, 0, 1, 0, 0.5, ("x",), (1,)))  # state: dropped
-            assert sink.connection.stats.pending >= 17 and sink.connection.stats.dropped == 17
+            # (a general rule's score goes to its rule topic and to the camera's score topic)
+            assert sink.connection.stats.pending >= 17 and sink.connection.stats.dropped == 2 * 17
             await asyncio.sleep(1.0)  # several reconnect attempts fail
             broker.start()
             await sub.wait_for(lambda: len(sub.messages) >= 20, timeout=20)
@@ -217,8 +224,9 @@ async def test_alerts_survive_a_broker_outage_in_order(tmp_path: Path, caplog: p
     # whose acknowledgement it had not saved when it stopped; the monitor itself published each once.
     assert list(dict.fromkeys(ids)) == [f"ev{n}" for n in range(20)]
     assert set(ids[: len(ids) - 17]) <= {"ev0", "ev1", "ev2"}
-    # anomaly OFF at start; then a new event each: snapshot, event, severity, event entity, anomaly ON
-    assert sink.connection.stats.delivered == 1 + 20 * 5 and sink.connection.stats.pending == 0
+    # the rule's state OFF at start; then a new event each: snapshot, event, severity, event entity, state ON
+    # (the state on the rule's topic and on the camera's anomaly topic)
+    assert sink.connection.stats.delivered == 2 + 20 * 6 and sink.connection.stats.pending == 0
     outage_logs = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(outage_logs) == 1
 
@@ -278,11 +286,7 @@ every_n_frames = 5
 
     first = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not pending_events() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        undelivered = pending_events()
-        assert undelivered, "no event reached the outbox"
+        undelivered = eventually(pending_events, what="an event in the outbox")
     finally:
         first.kill()  # SIGKILL: no clean shutdown, nothing flushed
         first.wait()

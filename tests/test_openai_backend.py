@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from pipeline.inference import (
 )
 from pipeline.judge import judge_prompt
 from tests.helpers.broker import free_port
+from tests.helpers.cli import monitor_command
 from tests.helpers.fakes import AlarmAfter, fake_engine
 from tests.helpers.media import make_clip
 from tests.helpers.model_servers import ModelServer, llama_server, transformers_server
@@ -266,7 +266,7 @@ every_n_frames = 5
 """)
     out = tmp_path / "out"
     r = subprocess.run(
-        [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--output", str(out)],
+        monitor_command("run", "--config", cfg, "--output", out),
         cwd=tmp_path,
         capture_output=True,
         text=True,

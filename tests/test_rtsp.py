@@ -18,6 +18,7 @@ from pipeline.records import Frame
 from pipeline.sampling import FrameSampler, SamplingSettings
 from pipeline.sources import SourceSettings, VideoSource
 from tests.helpers.rtsp import RtspServer
+from tests.helpers.waiting import eventually, eventually_async
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,10 +48,7 @@ async def test_source_reconnects_after_server_restart(
         before = [await asyncio.wait_for(q.get(), 15) for _ in range(6)]
         assert src.stats.connected
         rtsp_server.stop()
-        deadline = time.monotonic() + 15
-        while src.stats.connected and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert not src.stats.connected, "the source did not notice the server going away"
+        await eventually_async(lambda: not src.stats.connected, what="the source to notice the server going away")
         while len(q):
             await q.get()
         await asyncio.sleep(2.0)  # stays down for a while: several reconnect attempts fail
@@ -116,9 +114,7 @@ every_n_frames = 5
         return [x for x in lines if x["kind"] == "description"]
 
     def wait_for(n: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(descriptions()) < n and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
+        eventually(lambda: len(descriptions()) >= n or proc.poll() is not None, timeout=timeout, every=0.2)
         assert len(descriptions()) >= n, f"only {len(descriptions())} descriptions"
 
     try:

@@ -8,7 +8,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.broker import Broker
+from tests.helpers.cli import monitor_command
 from tests.helpers.rtsp import RtspServer
 from tests.helpers.subscriber import Subscriber
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.slow
 CAMERA_PASSWORD = "cam-pw-9f3k2"
@@ -58,12 +59,10 @@ motion_gate = false
 """)
     env = {**os.environ, "CAM_PASSWORD": CAMERA_PASSWORD, "MQTT_PASSWORD": MQTT_PASSWORD, "HF_TOKEN": HF_TOKEN}
     model = Path(__file__).resolve().parent.parent / ".models" / "tiny-gemma3-vlm"
-    cmd = [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(model), "--output", str(out)]
+    cmd = monitor_command("run", "--config", cfg, "--model", model, "--output", out)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
     results = out / "results.jsonl"
-    while time.monotonic() < deadline and not (results.exists() and '"kind": "event"' in results.read_text()):
-        time.sleep(0.2)
+    eventually(lambda: results.exists() and '"kind": "event"' in results.read_text(), what="a first event")
     rtsp.stop()  # an outage, so reconnect messages and status errors are produced too
     time.sleep(3)
     rtsp.start()
@@ -113,7 +112,7 @@ def test_group_readable_when_configured(tmp_path: Path, tiny_vlm: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[outputs]\ngroup_readable = true\n[store]\npath = "{tmp_path}/state/events.sqlite"\n')
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--model", str(tiny_vlm)]
+    cmd = monitor_command("run", "--config", cfg, "--model", tiny_vlm)
     r = subprocess.run(
         [*cmd, "--source", str(clip), "--output", str(out)], cwd=tmp_path, capture_output=True, text=True
     )

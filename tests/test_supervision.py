@@ -247,7 +247,7 @@ async def test_the_run_awaits_the_engine_failure_it_is_told_of(tmp_path: Path) -
     engine = Told(FakeModel(), max_batch=cfg.model.max_batch)
     sink = CollectingSink()
     run = asyncio.create_task(Monitor(cfg, models=engine, sinks=[sink]).run())
-    while len(sink.scores) < 2:  # noqa: ASYNC110 - the camera works until then
+    while len(sink.scores) < 2:
         await asyncio.sleep(0.05)
     told.set()
     summary = await asyncio.wait_for(run, 60)

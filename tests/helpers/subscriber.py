@@ -25,6 +25,9 @@ class Received:
 
 
 class Subscriber:
+    """Records what arrives on ``topics``; its session is persistent (clean_session off, QoS 1), as Home
+    Assistant's and Node-RED's are, and it reconnects on its own after a broker restart."""
+
     def __init__(self, port: int, topics: list[str], **client_kw: Any) -> None:
         self.port = port
         self.topics = topics
@@ -61,10 +64,14 @@ class Subscriber:
                         self.messages.append(Received(str(m.topic), payload, bool(m.retain)))
                         self.arrivals.append(time.perf_counter())
             except aiomqtt.MqttError:
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.1)
 
     def on(self, topic: str) -> list[Received]:
         return [m for m in self.messages if m.topic == topic]
+
+    def payloads(self) -> list[Any]:
+        """Every message's JSON payload, in arrival order."""
+        return [m.json() for m in self.messages]
 
     @staticmethod
     async def retained(port: int, topic: str, **client_kw: Any) -> list[Received]:
