@@ -12,10 +12,12 @@ import pytest
 
 from monitor.config import ConfigError, load
 from monitor.offline.calibrate import cv_probe, fit_calibration, fit_logistic, group_folds
+from pipeline.alerts import AlertSettings
 from pipeline.calibration import FORMAT, JudgeCalibration, layer_mean
 from pipeline.inference import ChatPrompt, ScoreRequest
 from pipeline.judge import Judge, JudgeSettings, expected_score, judge_prompt, probe_request
 from pipeline.prompts import PROBE_PROMPT
+from pipeline.rules import general_rule
 from tests.helpers.media import make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,7 +214,8 @@ async def test_a_calibrated_judge_reads_the_probe_prompt_in_a_pass_of_its_own(ju
         a, b = (layer_mean(r.pooled, (5, 6)) for r in (probe, asked))
         w = np.random.default_rng(1).normal(size=640) * 0.05
         cal = JudgeCalibration("m", (5, 6), PROBE_PROMPT, (a + b) / 2, np.abs(a - b) + 1e-3, w, 0.2, (1.0, 0.8, -0.3))
-        verdict = await Judge(models, calibration=cal).score(settings, text)
+        rule = general_rule(settings, AlertSettings(), Path("cal.json"))
+        verdict = await Judge(models, calibrations={Path("cal.json"): cal}).score(rule, text)
     prompted = expected_score(asked.probs)
     assert whole.user.endswith("\n\nReport: " + text[0] + "\nAnomaly:")
     assert np.isclose(verdict.score, cal.score(cal.features(probe.pooled)[None, :], prompted)[0], atol=1e-5)

@@ -79,7 +79,7 @@ def test_a_file_event_gets_a_clip_kept_in_the_store_and_shown(tmp_path: Path) ->
     video = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
     cfg = config(tmp_path, str(video), sampling={"every_n_frames": 5})
     sink = CollectingSink()
-    sinks = [*build_sinks(cfg)[0], sink]
+    sinks = [*build_sinks(cfg).sinks, sink]
     asyncio.run(Monitor(cfg, models=fake_engine(AlarmAfter(), cfg), sinks=sinks).run())
     last = sink.events[-1].after
     assert sink.events[-1].type == "update" and last.clip is not None and last.severity == 2
@@ -160,7 +160,7 @@ class AlarmBetween(FakeModel):
 async def test_an_rtsp_event_gets_a_clip_that_plays(tmp_path: Path, rtsp_server: RtspServer) -> None:
     cfg = config(tmp_path, rtsp_server.url(), live=True, sampling={"fps": 4, "motion_gate": False})
     sink = CollectingSink()
-    monitor = Monitor(cfg, models=fake_engine(AlarmBetween(16, 24), cfg), sinks=[*build_sinks(cfg)[0], sink])
+    monitor = Monitor(cfg, models=fake_engine(AlarmBetween(16, 24), cfg), sinks=[*build_sinks(cfg).sinks, sink])
     stop = asyncio.Event()
     run = asyncio.create_task(monitor.run(stop))
     try:

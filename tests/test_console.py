@@ -14,7 +14,15 @@ import pytest
 from PySide6 import QtCore
 
 from monitor.config import MqttConfig, validate
-from monitor.console.feed import ConsoleFeed, EventView, MqttDecoder, ScorePoint, StatusView, items_from_record
+from monitor.console.feed import (
+    ConsoleFeed,
+    EventView,
+    MqttDecoder,
+    RuleSetting,
+    ScorePoint,
+    StatusView,
+    items_from_record,
+)
 from monitor.console.launch import ConsoleSink, load_history, run_with_pipeline
 from monitor.console.series import ScoreSeries
 from monitor.console.subscriber import BrokerAddress, MqttFeeder
@@ -113,15 +121,15 @@ def test_decoder_rejects_malformed_messages() -> None:
     feed = ConsoleFeed()
     dec = MqttDecoder("llmvad", feed)
     good = {"camera": "c", "wall_time": 1.8e9, "score": 0.5, "descriptions": ["x"]}
-    assert dec.decode("llmvad/c/score", json.dumps(good).encode()) == [ScorePoint("c", 1.8e9, 0.5, "x")]
+    assert dec.decode("llmvad/c/rules/anomaly/score", json.dumps(good).encode()) == [ScorePoint("c", 1.8e9, 0.5, "x")]
     bad = [
-        ("llmvad/c/score", b"{not json"),
-        ("llmvad/c/score", json.dumps(good).encode()[:20]),  # truncated
-        ("llmvad/c/score", json.dumps({**good, "score": 7}).encode()),
-        ("llmvad/c/score", json.dumps({**good, "score": "high"}).encode()),
-        ("llmvad/c/score", b"[1, 2]"),
-        ("llmvad/c/score", b"\xff\xfe\x00garbage"),
-        ("llmvad/c/score", b"{" + b" " * (300 * 1024) + b"}"),  # oversized
+        ("llmvad/c/rules/anomaly/score", b"{not json"),
+        ("llmvad/c/rules/anomaly/score", json.dumps(good).encode()[:20]),  # truncated
+        ("llmvad/c/rules/anomaly/score", json.dumps({**good, "score": 7}).encode()),
+        ("llmvad/c/rules/anomaly/score", json.dumps({**good, "score": "high"}).encode()),
+        ("llmvad/c/rules/anomaly/score", b"[1, 2]"),
+        ("llmvad/c/rules/anomaly/score", b"\xff\xfe\x00garbage"),
+        ("llmvad/c/rules/anomaly/score", b"{" + b" " * (300 * 1024) + b"}"),  # oversized
         ("llmvad/c/status", b"{}"),
         ("llmvad/events", json.dumps({"type": "boom", "after": {}}).encode()),
         ("llmvad/events", json.dumps({"type": "new", "after": {"id": 1}}).encode()),
@@ -131,7 +139,12 @@ def test_decoder_rejects_malformed_messages() -> None:
         assert dec.decode(topic, payload) == []
     assert feed.malformed == len(bad)
     assert dec.decode("llmvad/c/unknown", b"whatever") == [] and dec.decode("other/x", b"") == []
+    # the general rule's topic of earlier versions carries the same scores as its rule topic: shown once
+    assert dec.decode("llmvad/c/score", json.dumps(good).encode()) == []
     assert feed.malformed == len(bad)
+    assert dec.decode("llmvad/c/rules/fence/threshold", b"0.4") == [RuleSetting("c", "fence", threshold=0.4)]
+    assert dec.decode("llmvad/c/rules/fence/enabled", b"OFF") == [RuleSetting("c", "fence", enabled=False)]
+    assert dec.decode("llmvad/c/rules/fence/threshold", b"3") == [] and feed.malformed == len(bad) + 1
 
 
 def test_broker_address() -> None:

@@ -307,7 +307,7 @@ def test_the_console_subscriber_survives_a_bug(
         payload = b'{"wall_time": 1800000000.0, "score": 0.5}'
         async with aiomqtt.Client("127.0.0.1", broker.port) as c:
             for _ in range(100):
-                await c.publish(f"{pfx}/cam/score", payload)
+                await c.publish(f"{pfx}/cam/rules/anomaly/score", payload)
                 await asyncio.sleep(0.05)
                 items.extend(feed.drain())
                 if any(isinstance(i, ScorePoint) for i in items):
