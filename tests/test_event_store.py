@@ -165,3 +165,15 @@ async def test_prometheus_endpoint(tmp_path: Path) -> None:
     assert float(lines['llmvad_model_batch_size_count{kind="describe"}']) >= 1
     assert float(lines['llmvad_model_batch_size_sum{kind="describe"}']) == 12
     assert 'llmvad_model_batch_seconds_bucket{kind="score",le="+Inf"}' in lines
+    # every figure the parts keep is exported, read by iterating their stats: those no collector named before
+    for name in (
+        "source_reconnects_total",
+        "source_clock_jumps_total",
+        "alerts_suppressed_total",
+        "clips_written_total",
+    ):
+        assert f'llmvad_{name}{{camera="door"}}' in lines, name
+    for name in ("model_restarts_total", "judge_cache_hits_total", "event_loop_stalls_total"):
+        assert f"llmvad_{name}" in lines, name
+    # and the camera's last status record carries the same figures
+    assert set(mon._cameras[0].status().figures) >= {"frames_read", "source_reconnects", "alerts_suppressed"}
