@@ -18,147 +18,155 @@ LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 Command = Callable[[argparse.Namespace], int]
 
 
-def _run(a: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     from monitor.live.commands import run
 
     return run(
-        config=a.config,
-        sources=a.source,
-        model=a.model,
-        judge_model=a.judge_model,
-        output=a.output,
-        max_seconds=a.max_seconds,
-        log_level=a.log_level,
-        shard=a.shard,
-        cameras=a.cameras,
-        instance=a.instance,
-        console=a.console,
-        span_s=a.span,
-        hours=a.hours,
+        config=args.config,
+        sources=args.source,
+        model=args.model,
+        judge_model=args.judge_model,
+        output=args.output,
+        max_seconds=args.max_seconds,
+        log_level=args.log_level,
+        shard=args.shard,
+        cameras=args.cameras,
+        instance=args.instance,
+        console=args.console,
+        span_s=args.span,
+        hours=args.hours,
     )
 
 
-def _console(a: argparse.Namespace) -> int:
+def _console(args: argparse.Namespace) -> int:
     from monitor.console.commands import console
 
     return console(
-        broker=a.broker,
-        prefix=a.prefix,
-        config=a.config,
-        threshold=a.threshold,
-        span_s=a.span,
-        history=a.history,
-        hours=a.hours,
-        ca_file=a.ca_file,
-        log_level=a.log_level,
-        instance=a.instance,
+        broker=args.broker,
+        prefix=args.prefix,
+        config=args.config,
+        threshold=args.threshold,
+        span_s=args.span,
+        history=args.history,
+        hours=args.hours,
+        ca_file=args.ca_file,
+        log_level=args.log_level,
+        instance=args.instance,
     )
 
 
-def _check_config(a: argparse.Namespace) -> int:
+def _check_config(args: argparse.Namespace) -> int:
     from monitor.live.commands import check_config
 
-    return check_config(Path(a.path))
+    return check_config(Path(args.path))
 
 
-def _events(a: argparse.Namespace) -> int:
+def _events(args: argparse.Namespace) -> int:
     from monitor.live.commands import events
 
     return events(
-        config=a.config, db=a.db, camera=a.camera, since=a.since, until=a.until, fmt=a.format, instance=a.instance
+        config=args.config,
+        db=args.db,
+        camera=args.camera,
+        since=args.since,
+        until=args.until,
+        fmt=args.format,
+        instance=args.instance,
     )
 
 
-def _summarize(a: argparse.Namespace) -> int:
+def _summarize(args: argparse.Namespace) -> int:
     from monitor.live.commands import summarize
 
     return summarize(
-        config=a.config,
-        db=a.db,
-        camera=a.camera,
-        since=a.since,
-        until=a.until,
-        fmt=a.format,
-        output=a.output,
-        judge_model=a.judge_model,
-        instance=a.instance,
-        log_level=a.log_level,
+        config=args.config,
+        db=args.db,
+        camera=args.camera,
+        since=args.since,
+        until=args.until,
+        fmt=args.format,
+        output=args.output,
+        judge_model=args.judge_model,
+        instance=args.instance,
+        log_level=args.log_level,
     )
 
 
-def _event_show(a: argparse.Namespace) -> int:
+def _event_show(args: argparse.Namespace) -> int:
     from monitor.live.commands import event_show
 
-    return event_show(config=a.config, db=a.db, event_id=a.id, snapshot=a.snapshot, clip=a.clip, instance=a.instance)
+    return event_show(
+        config=args.config, db=args.db, event_id=args.id, snapshot=args.snapshot, clip=args.clip, instance=args.instance
+    )
 
 
-def _batch(a: argparse.Namespace) -> int:
+def _batch(args: argparse.Namespace) -> int:
     from monitor.offline.commands import batch
 
     return batch(
-        video_dir=a.video_dir,
-        output=a.output,
-        config=a.config,
-        model=a.model,
-        judge_model=a.judge_model,
-        parallel=a.parallel,
-        pickle=a.pickle,
-        annotations=a.annotations,
-        fmt=a.format,
-        log_level=a.log_level,
+        video_dir=args.video_dir,
+        output=args.output,
+        config=args.config,
+        model=args.model,
+        judge_model=args.judge_model,
+        parallel=args.parallel,
+        pickle=args.pickle,
+        annotations=args.annotations,
+        fmt=args.format,
+        log_level=args.log_level,
     )
 
 
-def _eval(a: argparse.Namespace) -> int:
+def _eval(args: argparse.Namespace) -> int:
     from monitor.offline.commands import evaluate
 
     return evaluate(
-        scores=a.scores,
-        annotations=a.annotations,
-        fmt=a.format,
-        config=a.config,
-        output=a.output,
-        llmvad_fps=a.llmvad_fps,
-        log_level=a.log_level,
+        scores=args.scores,
+        annotations=args.annotations,
+        fmt=args.format,
+        config=args.config,
+        output=args.output,
+        llmvad_fps=args.llmvad_fps,
+        log_level=args.log_level,
     )
 
 
-def _report(a: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace) -> int:
     from monitor.offline.commands import report_page
 
-    return report_page(run_dir=a.dir, output=a.output)
+    return report_page(run_dir=args.dir, output=args.output)
 
 
-def _eval_judge(a: argparse.Namespace) -> int:
+def _eval_judge(args: argparse.Namespace) -> int:
     from monitor.offline.commands import eval_judge
 
     return eval_judge(
-        file=a.file,
-        config=a.config,
-        judge_model=a.judge_model,
-        window=a.window,
-        stride=a.stride,
-        batch_size=a.batch_size,
-        raw=a.raw,
-        log_level=a.log_level,
+        file=args.file,
+        config=args.config,
+        judge_model=args.judge_model,
+        window=args.window,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        raw=args.raw,
+        log_level=args.log_level,
     )
 
 
-def _calibrate_judge(a: argparse.Namespace) -> int:
+def _calibrate_judge(args: argparse.Namespace) -> int:
     from monitor.offline.commands import calibrate_judge
 
     return calibrate_judge(
-        file=a.file,
-        config=a.config,
-        judge_model=a.judge_model,
-        layers=a.layers,
-        window=a.window,
-        stride=a.stride,
-        l2=a.l2,
-        folds=a.folds,
-        batch_size=a.batch_size,
-        output=a.output,
-        log_level=a.log_level,
+        file=args.file,
+        config=args.config,
+        judge_model=args.judge_model,
+        layers=args.layers,
+        window=args.window,
+        stride=args.stride,
+        l2=args.l2,
+        folds=args.folds,
+        batch_size=args.batch_size,
+        output=args.output,
+        log_level=args.log_level,
     )
 
 
