@@ -8,15 +8,26 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from pipeline.records import Event, EventChange, WindowScore
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from pipeline.rules import Rule
+
+
+def _rising(bands: tuple[float, float]) -> tuple[float, float]:
+    low, high = bands
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"severity bands must rise within (0, 1], got {list(bands)}")
+    return bands
+
+
+SeverityBands = Annotated[tuple[float, float], AfterValidator(_rising)]
+"""Peak scores from which an event is level 1 and level 2."""
 
 
 class AlertSettings(Settings):
@@ -30,7 +41,7 @@ class AlertSettings(Settings):
     consecutive: int = Field(1, ge=1, le=100, title="Windows in a row at or above the threshold before an event starts")
     cooldown_s: float = Field(30.0, ge=0, title="No new event on a camera this long after its last one ended")
     snapshot_quality: int = Field(85, ge=10, le=100, title="JPEG quality of event snapshots")
-    severity: tuple[float, float] = Field(
+    severity: SeverityBands = Field(
         (0.85, 0.95),
         title="Peak scores from which an event is level 1 (suspicious) and level 2 (dangerous); below: 0",
     )
@@ -39,9 +50,6 @@ class AlertSettings(Settings):
     def _hysteresis(self) -> AlertSettings:
         if self.hysteresis >= self.threshold:
             raise ValueError(f"hysteresis ({self.hysteresis}) must be below threshold ({self.threshold})")
-        low, high = self.severity
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"severity bands must rise within (0, 1], got {list(self.severity)}")
         return self
 
 

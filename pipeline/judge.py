@@ -9,11 +9,11 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from pipeline.inference import ChatPrompt, ExplainRequest, ModelClient, ScoreRequest
 from pipeline.prompts import DEFAULT_EXPLAIN_PROMPT, DEFAULT_JUDGE_PROMPT, DEFAULT_JUDGE_SYSTEM
@@ -25,12 +25,22 @@ if TYPE_CHECKING:
     from pipeline.rules import Rule
 
 
+def _distinct(value: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError("answers must be distinct")
+    return value
+
+
+Answers = Annotated[tuple[str, ...], AfterValidator(_distinct)]
+"""A prompt's answer words, distinct, lowest first."""
+
+
 class JudgeSettings(Settings):
     """How a window is judged and explained (the prompt part of ``[judge]``, overridable per camera)."""
 
     system: str = Field(DEFAULT_JUDGE_SYSTEM, title="Instructions placed before the prompt")
     prompt: str = Field(DEFAULT_JUDGE_PROMPT, title="Judge prompt; {descriptions} and {context} are filled in")
-    answers: tuple[str, ...] = Field(
+    answers: Answers = Field(
         ("no", "yes"),
         min_length=2,
         title="Answer words (one token each), lowest anomaly first; the score is their probability-weighted "
@@ -46,13 +56,6 @@ class JudgeSettings(Settings):
     @classmethod
     def _templates(cls, value: str) -> str:
         return check_template(value)
-
-    @field_validator("answers")
-    @classmethod
-    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("answers must be distinct")
-        return value
 
     @property
     def prompt_hash(self) -> str:

@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
-from pipeline.alerts import AlertSettings
+from pipeline.alerts import AlertSettings, SeverityBands
 from pipeline.inference import ChatPrompt
-from pipeline.judge import JudgeSettings, prompt_hash, template_prompt
+from pipeline.judge import Answers, JudgeSettings, prompt_hash, template_prompt
 from pipeline.prompts import RULE_PROMPT, RULE_SYSTEM
 from pipeline.records import GENERAL_RULE
 from pipeline.settings import Settings
@@ -38,7 +38,7 @@ class Rule(Settings):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", title="Short name: topics, entities, events")
     system: str | None = Field(None, title="With a prompt: the instructions placed before it")
     prompt: str | None = Field(None, title="A prompt template ({descriptions}, {context}) instead of a question")
-    answers: tuple[str, ...] = Field(YES_NO, min_length=2, title="With a prompt: its answers, lowest first")
+    answers: Answers = Field(YES_NO, min_length=2, title="With a prompt: its answers, lowest first")
     question: str | None = Field(
         None, min_length=3, max_length=300, validate_default=True, title="A yes/no question about what the camera saw"
     )
@@ -49,7 +49,7 @@ class Rule(Settings):
     hysteresis: float = Field(0.1, ge=0, lt=1, title="It ends below threshold - hysteresis (at most half of it)")
     cooldown_s: float = Field(30.0, ge=0, title="No new event of this rule this long after one ended")
     severity: int | None = Field(1, ge=0, le=2, title="Its events' level: 0 noting, 1 suspicious, 2 dangerous")
-    severity_bands: tuple[float, float] = Field(
+    severity_bands: SeverityBands = Field(
         (0.85, 0.95), title="Without a fixed severity: peak scores from which an event is level 1 and level 2"
     )
 
@@ -71,19 +71,6 @@ class Rule(Settings):
             raise ValueError("a rule has a question or a prompt, not both")
         return sanitize(value, 300)
 
-    @field_validator("answers")
-    @classmethod
-    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("answers must be distinct")
-        return value
-
-    @model_validator(mode="after")
-    def _bands(self) -> Rule:
-        low, high = self.severity_bands
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"severity bands must rise within (0, 1], got {list(self.severity_bands)}")
-        return self
 
     @property
     def general(self) -> bool:
