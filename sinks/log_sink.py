@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.records import GENERAL_RULE, CameraStatus, ControlState, Description, EventChange, Record, WindowScore
+from pipeline.records import CameraStatus, ControlState, Description, EventChange, Record, WindowScore
 
 log = logging.getLogger("monitor.results")
 
@@ -39,7 +39,7 @@ class LogSink:
                 record.seq,
                 record.start_time,
                 record.end_time,
-                "score" if record.rule == GENERAL_RULE else f"rule {record.rule!r}",
+                record.rule,
                 record.score,
             )
         elif isinstance(record, EventChange):
@@ -47,7 +47,7 @@ class LogSink:
             if record.type == "new":
                 log.warning(
                     "%s on %s: event %s started at %.1f s, score %.3f, severity %d",
-                    "ANOMALY" if ev.rule == GENERAL_RULE else f"RULE {ev.rule!r}",
+                    ev.rule.upper(),
                     ev.camera,
                     ev.id,
                     ev.start_time,

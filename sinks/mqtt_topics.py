@@ -218,7 +218,7 @@ class Topics:
                 "json_attributes_template": "{{ {'descriptions': value_json.descriptions} | tojson }}",
                 "state_class": "measurement",
                 "suggested_display_precision": 2,
-                "icon": "mdi:cctv" if rule == GENERAL_RULE else "mdi:comment-question-outline",
+                "icon": "mdi:gauge",
             },
         }
         if commands:
