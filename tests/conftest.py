@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # Qt tests run headless, for real
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+# the monitor's state (histories, outboxes, clips, runs) of every test and the commands it starts: never
+# the user's own ~/.local/state
+os.environ["LLMVAD_STATE_DIR"] = tempfile.mkdtemp(prefix="llmvad-test-state-")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

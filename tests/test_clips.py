@@ -75,6 +75,38 @@ def config(tmp_path: Path, url: str, **camera: object) -> AppConfig:
     )
 
 
+def test_clips_sit_with_their_instances_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default store path names the instance; its clips go beside it, and its retention finds them."""
+    monkeypatch.setenv("LLMVAD_STATE_DIR", str(tmp_path / "state"))
+    video = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
+    cfg = validate(
+        {
+            "instance": "yard-1",
+            "cameras": [{"name": "cam", "url": str(video), "sampling": {"every_n_frames": 5}}],
+            "windows": {"size": 2, "stride": 1},
+            "alerting": {"threshold": 0.6, "hysteresis": 0.1},
+            "clips": {"pre_s": 1, "post_s": 1},
+            "outputs": {"dir": str(tmp_path / "out")},
+        },
+        env={},
+    )
+    sink = CollectingSink()
+    monitor = Monitor(cfg, models=fake_engine(AlarmAfter(), cfg), sinks=[sink])
+    asyncio.run(monitor.run())
+    home = tmp_path / "state" / "yard-1"
+    assert monitor.cfg.store.path == home / "events.sqlite"
+    clip = home / "events-clips" / str(sink.events[-1].after.clip)
+    assert clip.is_file() and not [p for p in (tmp_path / "state").rglob("*") if "{" in p.name]
+    store = EventStore(home / "events.sqlite")  # the event stored by the run itself, from its own sinks
+    try:
+        store.upsert_event(sink.events[-1].after)
+        assert store.clip_dir() == clip.parent
+        store.enforce_retention(max_age_s=0.0, max_bytes=1e12)  # everything is too old now
+        assert not clip.exists()
+    finally:
+        store.close()
+
+
 def test_a_file_event_gets_a_clip_kept_in_the_store_and_shown(tmp_path: Path) -> None:
     video = make_clip(tmp_path / "c.mp4", seconds=6, fps=10, static_until=3.0)
     cfg = config(tmp_path, str(video), sampling={"every_n_frames": 5})

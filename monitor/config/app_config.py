@@ -47,9 +47,9 @@ class AppConfig(Settings):
     windows: WindowSettings = WindowSettings()
     alerting: AlertSettings = AlertSettings()
     clips: ClipSettings = ClipSettings()
-    outputs: OutputConfig = OutputConfig()
-    mqtt: MqttConfig = MqttConfig()
-    store: StoreConfig = StoreConfig()
+    outputs: OutputConfig = Field(default_factory=OutputConfig)  # its default paths: the state folder when validated
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)  # its default paths: the state folder when validated
+    store: StoreConfig = Field(default_factory=StoreConfig)  # its default paths: the state folder when validated
     prometheus: PrometheusConfig = PrometheusConfig()
     summaries: SummarySettings = SummarySettings()
     rules: tuple[Rule, ...] = Field((), title="[[rules]]: what every camera watches for besides anomalies")

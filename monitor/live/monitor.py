@@ -90,6 +90,7 @@ class Monitor:
             raise ValueError("give models or load_models")
         if models is not None:
             _check_describer(models)
+        cfg = cfg.bind_instance()  # its name in the state paths (the clips sit with the instance's store)
         self.cfg = cfg
         self.models = models
         self.load_models = load_models
