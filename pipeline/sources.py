@@ -34,6 +34,8 @@ MAX_BAD_PACKETS = 100
 JUMP_BACK_S = 0.5
 """Timestamps going back by more than this (or 5 frame periods) have restarted: the clock continues."""
 JUMP_AHEAD_S = 5.0
+SLEW = 0.5
+"""How fast a live connection's clock is pulled back to its least delayed frame: half the stream's pace."""
 """A live source's timestamps running ahead of the wall clock by more than this have jumped."""
 
 
@@ -173,6 +175,10 @@ class VideoSource:
         self._index = 0
         self._conn_raw: float | None = None
         self._offset = 0.0
+        self._wall_base: float | None = None
+        """A live source's wall time at stream time 0."""
+        self._least_lag = 0.0
+        """The least wall time minus timestamp of the frames of a live source's clock so far."""
         self._last_time: float | None = None
         self._last_wall: float | None = None
         self._period = 0.1
@@ -360,30 +366,27 @@ class VideoSource:
     def _clock(self, frame_time: float | None, now: float) -> float:
         """Stream time of the next frame: the source's own clock, made continuous and monotonic.
 
-        A connection (or a pass over a file) starts where the last one left off: for a live source as much
-        later as the wall clock says, so stream time keeps pace with the camera across an outage. A frame
-        without a timestamp is one period after the previous one (never a global frame count). Timestamps
-        that restart or jump (a new connection's RTP clock, a .ts file spliced together) continue the
-        clock from the last frame instead of freezing it.
+        A file (or the next pass over a looped one) continues one period after the last frame; a frame
+        without a timestamp is one period after the previous one (never a global frame count); timestamps
+        that restart or jump (a .ts file spliced together) continue the clock from the last frame.
+
+        A live source keeps pace with the wall clock, across outages too: stream time is the wall time at
+        which a frame was sent, less that of the first frame. A connection's (or a restarted RTP clock's)
+        first frames come out of the decoder's analysis buffer in a burst, later than they were sent, so
+        the frame that arrived soonest after its timestamp (:attr:`_least_lag`) tells when frames are
+        sent; the clock is slewed down to it at half the stream's pace, so timestamps stay increasing and
+        a reconnect's delay is gone a second or two into it, never added to the next.
         """
         prev = self._conn_raw
         raw = frame_time if frame_time is not None else (0.0 if prev is None else prev + self._period)
-        if prev is None:
-            if self._last_time is None:
-                self._offset = -raw if self.live else 0.0  # live streams start at 0, files at their own 0
-            elif self.live and self._last_wall is not None:
-                self._offset = self._last_time + max(self._period, now - self._last_wall) - raw
-            else:  # the next pass over a looped file: one period after the last frame
-                self._offset = self._last_time + self._period - raw
-        else:
-            back = raw < prev - max(JUMP_BACK_S, 5 * self._period)
-            ahead = self.live and self._last_wall is not None and raw - prev > (now - self._last_wall) + JUMP_AHEAD_S
-            if back or ahead:
-                assert self._last_time is not None
-                gap = max(self._period, now - self._last_wall) if self.live and self._last_wall else self._period
-                self._offset = self._last_time + gap - raw
-                self.stats.clock_jumps += 1
-                log.debug("camera %r: timestamps jumped from %.3f to %.3f s; clock continued", self.camera, prev, raw)
+        if self.live:
+            self._live_offset(raw, prev, now)
+        elif prev is None:
+            self._offset = 0.0 if self._last_time is None else self._last_time + self._period - raw
+        elif raw < prev - max(JUMP_BACK_S, 5 * self._period):
+            assert self._last_time is not None
+            self._offset = self._last_time + self._period - raw
+            self._jumped(prev, raw)
         self._conn_raw = raw
         if self.ring is not None:
             self.ring.set_offset(self._offset)
@@ -391,6 +394,29 @@ class VideoSource:
         if self._last_time is not None and t <= self._last_time:
             t = self._last_time + 1e-3  # jitter of a few milliseconds: keep the clock strictly increasing
         return t
+
+    def _live_offset(self, raw: float, prev: float | None, now: float) -> None:
+        if self._wall_base is None:
+            self._wall_base = now  # the first frame is stream time 0
+        restarted = prev is not None and (
+            raw < prev - max(JUMP_BACK_S, 5 * self._period)
+            or (self._last_wall is not None and raw - prev > (now - self._last_wall) + JUMP_AHEAD_S)
+        )
+        if restarted:
+            assert prev is not None
+            self._jumped(prev, raw)
+        if prev is None or restarted:  # a new clock: judged by its first frame until better ones come
+            self._least_lag = now - raw
+            self._offset = self._least_lag - self._wall_base
+            return
+        self._least_lag = min(self._least_lag, now - raw)
+        target = self._least_lag - self._wall_base
+        if self._offset > target:
+            self._offset = max(target, self._offset - SLEW * max(0.0, raw - prev))
+
+    def _jumped(self, prev: float, raw: float) -> None:
+        self.stats.clock_jumps += 1
+        log.debug("camera %r: timestamps jumped from %.3f to %.3f s; clock continued", self.camera, prev, raw)
 
     def _decode(self, container: Any, stream: Any) -> Iterator[Any]:
         """Decode packet by packet, skipping bad packets; fail after too many in a row."""

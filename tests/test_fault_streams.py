@@ -105,10 +105,15 @@ async def test_rtsp_server_restarted_ten_times(rtsp_server: RtspServer, tmp_path
         summary = await asyncio.wait_for(run, 60)
     finally:
         stop.set()
+    # over the ten outages, stream time and wall time ran the same: no reconnect moved the stream clock ahead
+    first_d, last_d = door()[0][1], door()[-1][1]
+    drift = (last_d.stream_time - first_d.stream_time) - (last_d.wall_time - first_d.wall_time)
     print(
         "next description after each return (s):", [round(d, 2) for d in delays], "stream-time error (s):",
         [round(e, 2) for e in pace_errors], "event-loop lag max (ms):", round(1000 * monitor.lag.stats.max_lag_s),
+        f"stream - wall over the run: {drift:+.2f} s",
     )  # fmt: skip
+    assert abs(drift) <= 0.5, drift
     assert all(d < 2.0 for d in delays), delays
     assert all(e < 1.0 for e in pace_errors), pace_errors
     assert all(n > 0 for n in hall_during_outage)  # the other camera kept scoring through every outage
