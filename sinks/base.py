@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from pipeline.records import EventChange, Record
-from pipeline.stats import counter
+from pipeline.stats import counter, gauge
 from pipeline.supervision import restarting
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,17 @@ class SinkStats:
     handled: int = counter("Records a sink delivered", metric="sink_handled")
     failed: int = counter("Records a sink failed to handle", metric="sink_failures")
     dropped: int = counter("Records a full sink queue dropped", metric="sink_dropped")
+    failing: bool = gauge(
+        "1 while a sink fails every record (an outage: a full disk, a dead server)",
+        metric="sink_failing",
+        default=False,
+    )
+    outages: int = counter("Times a sink began to fail", metric="sink_outages")
+
+
+RECOVERED_AFTER_S = 5.0
+"""A failing sink counts as working again once it has gone this long without a failure (a disk that is
+nearly full lets a small record through now and then: one outage, not many)."""
 
 
 class SinkRunner:
@@ -65,7 +76,8 @@ class SinkRunner:
         self._items: deque[Record] = deque()
         self._ready = asyncio.Event()
         self._closing = False
-        self._last_error_log = 0.0
+        self._failed_in_outage = 0
+        self._last_failure = 0.0
 
     def offer(self, record: Record) -> None:
         """Queue a record without blocking (called on the event loop).
@@ -93,31 +105,44 @@ class SinkRunner:
                 record = self._items.popleft()
                 try:
                     await self.sink.handle(record)
-                    self.stats.handled += 1
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     self._failed(exc)
+                else:
+                    self._handled()
             if self._closing:
                 return
             self._ready.clear()
             await self._ready.wait()
 
     def _failed(self, exc: Exception) -> None:
+        """Count a failed record; the first of an outage is logged, the others only counted."""
         self.stats.failed += 1
-        now = time.monotonic()
-        if now - self._last_error_log > 10:  # at most one line per 10 s per sink
-            self._last_error_log = now
-            log.error("sink %s failed (%d so far): %r", self.sink.name, self.stats.failed, exc)
+        self._failed_in_outage += 1
+        self._last_failure = time.monotonic()
+        if not self.stats.failing:
+            self.stats.failing = True
+            self.stats.outages += 1
+            log.error("sink %s failed: %r; further failures are counted until it works again", self.sink.name, exc)
+
+    def _handled(self) -> None:
+        self.stats.handled += 1
+        if self.stats.failing and time.monotonic() - self._last_failure >= RECOVERED_AFTER_S:
+            self.stats.failing = False
+            log.warning("sink %s works again, after %d records failed", self.sink.name, self._failed_in_outage)
+            self._failed_in_outage = 0
+        self._last_failure = 0.0
 
     def persist(self, record: EventChange) -> None:
         """Hand an event change to a durable sink at once (never raises)."""
         assert isinstance(self.sink, DurableSink)
         try:
             self.sink.persist(record)
-            self.stats.handled += 1
         except Exception as exc:
             self._failed(exc)
+        else:
+            self._handled()
 
     def finish(self) -> None:
         """Stop after the queued records are delivered."""

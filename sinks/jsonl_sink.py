@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 from pathlib import Path
-from typing import IO
 
 from pipeline.records import CameraStatus, EventChange, Record
 from sinks.serialize import record_dict
 
 
 class JsonLinesSink:
-    """Writes ``results.jsonl`` (flushed line by line) and event snapshots as ``snapshots/<event id>.jpg``."""
+    """Writes ``results.jsonl`` and event snapshots as ``snapshots/<event id>.jpg``.
+
+    Each line is written whole or not at all: a write cut short (a full disk) is taken back, so the file
+    stays one JSON object per line whatever happens; a snapshot is written to a temporary file first.
+    """
 
     name = "jsonl"
 
@@ -20,11 +25,11 @@ class JsonLinesSink:
         self.directory = Path(directory)
         self.path = self.directory / filename
         self.snapshot_dir = self.directory / "snapshots"
-        self._fh: IO[str] | None = None
+        self._fd: int | None = None
 
     async def open(self) -> None:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask decides
 
     async def handle(self, record: Record) -> None:
         if isinstance(record, CameraStatus):
@@ -32,19 +37,35 @@ class JsonLinesSink:
         await asyncio.to_thread(self._write, record)
 
     def _write(self, record: Record) -> None:
-        assert self._fh is not None, "sink not opened"
+        assert self._fd is not None, "sink not opened"
         snapshot = None
         if isinstance(record, EventChange) and record.after.snapshot is not None:
             path = self.snapshot_dir / f"{record.after.id}.jpg"
             if record.before is None or record.before.snapshot != record.after.snapshot or not path.exists():
                 tmp = path.with_suffix(".jpg.tmp")
-                tmp.write_bytes(record.after.snapshot)
-                tmp.replace(path)
+                try:
+                    tmp.write_bytes(record.after.snapshot)
+                    tmp.replace(path)
+                except OSError:
+                    tmp.unlink(missing_ok=True)
+                    raise
             snapshot = str(path.relative_to(self.directory))
-        self._fh.write(json.dumps(record_dict(record, snapshot), ensure_ascii=False) + "\n")
-        self._fh.flush()
+        self._append((json.dumps(record_dict(record, snapshot), ensure_ascii=False) + "\n").encode())
+
+    def _append(self, line: bytes) -> None:
+        """Append one line, whole or not at all."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        try:
+            written = 0
+            while written < len(line):
+                written += os.write(self._fd, line[written:])
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)  # the part that was written goes
+            raise
 
     async def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

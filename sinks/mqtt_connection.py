@@ -6,7 +6,11 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import ssl
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from pipeline.backoff import backoff_delay
 from pipeline.stats import counter, gauge
+from sinks.base import RECOVERED_AFTER_S
 from sinks.mqtt_settings import MqttSettings
 from sinks.mqtt_topics import OFFLINE, ONLINE
 from sinks.outbox import Outbox, OutMessage
@@ -26,6 +31,10 @@ T = TypeVar("T")
 
 DELIVERY_WINDOW = 64
 """Messages published before waiting for their acknowledgements (order is kept by the broker)."""
+MEMORY_MESSAGES = 20_000
+"""Alert messages kept in memory while the outbox cannot be written (a full disk); beyond, the oldest go."""
+OUTBOX_ERRORS = (sqlite3.Error, OSError)
+"""What a write to the outbox raises when it cannot keep a message (a full disk, a broken file)."""
 
 
 def _is_auth_failure(exc: BaseException) -> bool:
@@ -60,6 +69,15 @@ class MqttStats:
         "Unexpected errors of the delivery loop (each logged, then reconnected)", metric="mqtt_failures"
     )
     connected: bool = gauge("1 while connected to the broker", metric="mqtt_connected", default=False)
+    outbox_failing: bool = gauge(
+        "1 while the outbox cannot be written (a full disk): alerts are kept in memory", metric="outbox_failing"
+    )
+    unsaved: int = gauge(
+        "Alert messages kept in memory because the outbox could not keep them", metric="alerts_unsaved"
+    )
+    lost: int = counter(
+        "Alert messages lost: more than memory holds came while the outbox failed", metric="alerts_lost"
+    )
 
 
 class MqttConnection:
@@ -89,6 +107,13 @@ class MqttConnection:
         self._client: aiomqtt.Client | None = None
         self._outbox: Outbox | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtt-outbox")
+        self._memory: deque[OutMessage] = deque()
+        """Alert messages the outbox could not keep, oldest first; newer than every row of the outbox."""
+        self._in_flight: list[OutMessage] = []
+        """Of those, the ones being published now."""
+        self._memory_lock = threading.Lock()
+        self._unsaved_in_outage = 0
+        self._last_failure = 0.0
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -116,21 +141,61 @@ class MqttConnection:
         self._task = asyncio.create_task(self._connection(), name="mqtt-connection")
 
     def persist(self, messages: Sequence[OutMessage]) -> None:
-        """Write messages to the outbox now, on the caller's thread (a few milliseconds)."""
-        assert self._outbox is not None, "connection not opened"
-        self._outbox.add(messages)
+        """Write messages to the outbox now, on the caller's thread (a few milliseconds); if it cannot keep
+        them, they are kept in memory and go out all the same (:meth:`_keep`)."""
+        self._keep(messages)
         self._added(len(messages))
 
     async def enqueue(self, messages: Sequence[OutMessage]) -> None:
         """Write messages to the outbox (from its own thread); they go out in order, once each."""
-        assert self._outbox is not None, "connection not opened"
-        await self._in_db(self._outbox.add, messages)
+        await self._in_db(self._keep, messages)
         self._added(len(messages))
 
     def _added(self, n: int) -> None:
         self.stats.pending += n
         self._drained.clear()
         self._wake.set()
+
+    def _keep(self, messages: Sequence[OutMessage]) -> None:
+        """Into the outbox, after whatever waits in memory; into memory when the outbox cannot be written
+        (order kept: memory holds only messages newer than the outbox's). The first failure of an outage
+        is logged, and the recovery with how many messages were kept in memory meanwhile."""
+        assert self._outbox is not None, "connection not opened"
+        with self._memory_lock:
+            backlog = [*self._in_flight, *self._memory]
+            try:
+                self._outbox.add([*backlog, *messages])
+            except OUTBOX_ERRORS as exc:
+                self._last_failure = time.monotonic()
+                if not self.stats.outbox_failing:
+                    self.stats.outbox_failing = True
+                    log.error(
+                        "MQTT outbox %s cannot be written (%s): alerts are kept in memory (up to %d messages) "
+                        "and sent all the same, and written once it can be",
+                        self.cfg.outbox,
+                        exc,
+                        MEMORY_MESSAGES,
+                    )
+                self._memory.extend(messages)
+                self._unsaved_in_outage += len(messages)
+                while len(self._memory) > MEMORY_MESSAGES:
+                    self._memory.popleft()
+                    self.stats.lost += 1
+                self.stats.unsaved = len(self._memory) + len(self._in_flight)
+                return
+            if backlog:  # written now; those being published may come a second time (QoS 1: at least once)
+                self._memory.clear()
+                self._in_flight = []
+                self.stats.unsaved = 0
+            if self.stats.outbox_failing and time.monotonic() - self._last_failure >= RECOVERED_AFTER_S:
+                self.stats.outbox_failing = False
+                log.warning(
+                    "MQTT outbox %s is written again; %d alert messages were kept in memory meanwhile (%d lost)",
+                    self.cfg.outbox,
+                    self._unsaved_in_outage,
+                    self.stats.lost,
+                )
+                self._unsaved_in_outage = 0
 
     async def publish_state(self, msg: OutMessage) -> None:
         """Send a message now if connected, else drop it (counted)."""
@@ -168,6 +233,14 @@ class MqttConnection:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
             if self._outbox is not None:
+                if self._memory or self._in_flight:  # a last try to write what only memory holds
+                    await self._in_db(self._keep, [])
+                    if self._memory:
+                        log.error(
+                            "MQTT: %d alert messages could not be written to %s and are lost",
+                            len(self._memory),
+                            self.cfg.outbox,
+                        )
                 outbox, self._outbox = self._outbox, None
                 await self._in_db(outbox.close)
             self._db.shutdown(wait=False)
@@ -283,6 +356,9 @@ class MqttConnection:
         while True:
             self._wake.clear()
             rows = await self._in_db(outbox.peek, DELIVERY_WINDOW)
+            if not rows and self._memory:
+                await self._deliver_memory(client)
+                continue
             if not rows:
                 if not self._wake.is_set():  # nothing was added while we looked
                     self.stats.pending = 0
@@ -298,7 +374,28 @@ class MqttConnection:
             ok = next((k for k, r in enumerate(results) if r is not None), len(results))
             await self._in_db(outbox.remove, [i for i, _ in rows[:ok]])
             self.stats.delivered += ok
-            self.stats.pending = await self._in_db(len, outbox)
+            self.stats.pending = await self._in_db(len, outbox) + len(self._memory)
             failures = [r for r in results if isinstance(r, BaseException)]
             if failures:
                 raise failures[0]
+
+    async def _deliver_memory(self, client: aiomqtt.Client) -> None:
+        """Publish what only memory holds (the outbox could not keep it), in order, like the outbox's."""
+        with self._memory_lock:
+            batch = [self._memory.popleft() for _ in range(min(DELIVERY_WINDOW, len(self._memory)))]
+            self._in_flight = batch
+        results = await asyncio.gather(
+            *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=10.0) for m in batch),
+            return_exceptions=True,
+        )
+        ok = next((k for k, r in enumerate(results) if r is not None), len(results))
+        with self._memory_lock:
+            if self._in_flight is batch:  # not written to the outbox meanwhile
+                self._memory.extendleft(reversed(batch[ok:]))  # to go again, first
+                self._in_flight = []
+            self.stats.unsaved = len(self._memory) + len(self._in_flight)
+        self.stats.delivered += ok
+        self.stats.pending = max(0, self.stats.pending - ok)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]

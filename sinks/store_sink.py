@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import Field
 
-from pipeline.records import Description, EventChange, Record, WindowScore
+from pipeline.records import Description, Event, EventChange, Record, WindowScore
 from pipeline.settings import Settings, state_dir
+from pipeline.stats import counter, gauge
 from pipeline.supervision import restarting
 from sinks.event_store import EventStore
 
@@ -34,6 +37,18 @@ class StoreSettings(Settings):
     retention_interval_s: float = Field(3600.0, gt=0, le=86_400 * 7, title="How often retention is applied")
 
 
+MEMORY_EVENTS = 10_000
+"""Events kept in memory while the history cannot be written (a full disk); beyond, the oldest go."""
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Figures of the history's sink."""
+
+    unstored: int = gauge("Events the history could not write yet (kept in memory)", metric="events_unstored")
+    lost: int = counter("Events lost: more than memory holds came while the history failed", metric="events_lost")
+
+
 class StoreSink:
     """Writes descriptions and scores to SQLite from a thread of its own, events (with snapshots) at once
     (:meth:`persist`), and applies the retention limits at start and every ``retention_interval_s``."""
@@ -49,6 +64,9 @@ class StoreSink:
         self._store: EventStore | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-store")
         self._retention: asyncio.Task[None] | None = None
+        self._unstored: OrderedDict[str, Event] = OrderedDict()
+        """Events (their latest state) the store could not write yet, oldest first."""
+        self.stats = StoreStats()
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -72,13 +90,35 @@ class StoreSink:
             await asyncio.sleep(self.retention_interval_s)
 
     def persist(self, record: EventChange) -> None:
-        """Store the event now, on the caller's thread (it must survive a crash right after)."""
+        """Store the event now, on the caller's thread (it must survive a crash right after). If the store
+        cannot be written (a full disk), the event is kept in memory and written with the next record
+        once it can (the error is raised, for the hub to count)."""
+        self._unstored[record.after.id] = record.after
+        self._unstored.move_to_end(record.after.id)
+        while len(self._unstored) > MEMORY_EVENTS:
+            self._unstored.popitem(last=False)
+            self.stats.lost += 1
+        self._catch_up(quiet=False)
+
+    def _catch_up(self, *, quiet: bool) -> None:
+        """Write the events that wait in memory, oldest first (on the event loop's thread, as persist)."""
         assert self._store is not None, "sink not opened"
-        self._store.upsert_event(record.after)
+        try:
+            while self._unstored:
+                event_id, event = next(iter(self._unstored.items()))
+                self._store.upsert_event(event)
+                del self._unstored[event_id]
+        except Exception:
+            if not quiet:
+                raise
+        finally:
+            self.stats.unstored = len(self._unstored)
 
     async def handle(self, record: Record) -> None:
         store = self._store
         assert store is not None, "sink not opened"
+        if self._unstored:  # the history failed: try again with every record, until the events are in
+            self._catch_up(quiet=True)
         if isinstance(record, Description):
             if self.keep_descriptions:
                 await self._run(store.add_description, record)
@@ -86,6 +126,12 @@ class StoreSink:
             await self._run(store.add_score, record)
 
     async def close(self) -> None:
+        if self._store is not None and self._unstored:
+            self._catch_up(quiet=True)
+            if self._unstored:
+                log.error(
+                    "event store: %d events could not be written to %s and are lost", len(self._unstored), self.path
+                )
         if self._retention is not None:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -148,6 +148,7 @@ class Monitor:
         """The running monitor's figures (for the metrics endpoint); no cameras before :meth:`run`."""
         parts: list[object] = [self.lag.stats]
         parts += [p.stats for p in (self._judge, self.mqtt, self.commands) if p is not None]
+        parts += [st for s in self.sinks if (st := getattr(s, "stats", None)) is not None]  # e.g. the store's
         return LiveStats(
             cameras=[(c.name, c.stats()) for c in self._cameras],
             engine=None if self.models is None else self.models.stats,
