@@ -7,10 +7,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import signal
 import sqlite3
 import subprocess
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -171,6 +174,71 @@ async def test_stopping_while_a_generation_runs(tmp_path: Path, how: str, caplog
     assert summary.stopped and not summary.crashed and sink.closed
     assert not engine._thread.is_alive()  # the generation was cut short, not left running at exit
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+STOP_WITHIN_S = 30.0
+"""A guard against a stop that waits for what it should leave behind (a ten-minute call, a load): the
+stop's own budget is drain_timeout_s + 2 s; this only tells "left behind" from "waited for it"."""
+
+
+@pytest.mark.parametrize("how", ["stop", "time limit"])
+async def test_stopping_while_the_models_load_leaves_the_load_behind(tmp_path: Path, how: str) -> None:
+    """The models take ten minutes to load when the monitor is told to stop (or its time is up)."""
+    loading = threading.Event()
+
+    def load() -> object:
+        loading.set()
+        time.sleep(600)
+        raise AssertionError("the load was waited for")
+
+    cfg = _cfg(tmp_path)
+    sink = CollectingSink()
+    stop = asyncio.Event()
+    monitor = Monitor(cfg, load_models=load, sinks=[sink], max_seconds=1.0 if how == "time limit" else None)  # type: ignore[arg-type]
+    run = asyncio.create_task(monitor.run(stop))
+    await asyncio.to_thread(loading.wait, 30)
+    if how == "stop":
+        stop.set()
+    summary = await asyncio.wait_for(run, STOP_WITHIN_S)
+    assert summary.stopped and summary.abandoned == ("the model load",) and sink.closed and not summary.crashed
+
+
+async def test_stopping_while_a_generation_ignores_the_stop(tmp_path: Path) -> None:
+    """A model call that cannot be cut short (it never looks at the stop) is left behind, not waited for."""
+
+    class Deaf(FakeModel):
+        def describe(self, batch, max_new_tokens, cancel=None):  # type: ignore[no-untyped-def]
+            self._work("describe", batch)
+            time.sleep(600)
+            raise AssertionError("the generation was waited for")
+
+    fake = Deaf()
+    cfg = _cfg(tmp_path)
+    engine = fake_engine(fake, cfg)
+    sink = CollectingSink()
+    stop = asyncio.Event()
+    run = asyncio.create_task(Monitor(cfg, models=engine, sinks=[sink]).run(stop))
+    await eventually_async(lambda: fake.batches, what="a generation under way")
+    stop.set()
+    summary = await asyncio.wait_for(run, STOP_WITHIN_S)
+    assert summary.stopped and sink.closed and engine._thread.is_alive()  # still in its call: left behind
+
+
+def test_the_time_limit_ends_a_run_with_the_console(tmp_path: Path, tiny_vlm: Path) -> None:
+    """``monitor run --console --max-seconds``: the window closes and the process ends by itself."""
+    clip = make_clip(tmp_path / "c.mp4", seconds=3)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[[cameras]]\nname = "sim"\nurl = "{clip}"\nrealtime = true\nloop = true\n')
+    done = subprocess.run(
+        [*monitor_command("run", "--config", cfg, "--model", tiny_vlm, "--console", "--max-seconds", 8)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "time limit of 8 s reached" in done.stderr  # (in the load or after it: the machine decides)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -170,8 +170,9 @@ def run_with_pipeline(
 ) -> Any:
     """``monitor run --console``: Qt owns the main thread, the pipeline runs on an event loop in another.
 
-    Closing the window stops the pipeline; the pipeline ending leaves the window open for browsing.
-    Returns what ``run_pipeline`` returned (or raised).
+    Closing the window (or a signal) stops the pipeline; the pipeline stopping by itself (the time limit, a
+    failure) closes the window; its files ending leaves the window open for browsing. Returns what
+    ``run_pipeline`` returned (or raised).
     """
     app, window = open_window(feed, span_s=span_s, history=history, hours=hours, title="LLM anomaly monitor — live")
     ticker = _quit_on_signals(app, window)
@@ -194,10 +195,22 @@ def run_with_pipeline(
     pipeline_thread = threading.Thread(target=thread, name="pipeline", daemon=True)
     pipeline_thread.start()
     ready.wait(10)
+
+    from PySide6 import QtCore
+
+    def close_when_stopped() -> None:
+        result = outcome.get("result")
+        if not pipeline_thread.is_alive() and ("error" in outcome or getattr(result, "stopped", False)):
+            window.close()
+
+    watcher = QtCore.QTimer()
+    watcher.timeout.connect(close_when_stopped)
+    watcher.start(200)
     try:
         app.exec()
     finally:
         ticker.stop()
+        watcher.stop()
         if "loop" in holder and pipeline_thread.is_alive():
             holder["loop"].call_soon_threadsafe(holder["stop"].set)
         pipeline_thread.join(10)

@@ -9,6 +9,8 @@ import logging
 import os
 import shutil
 import signal
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +86,7 @@ def run(
     log.info("instance %s: cameras %s", cfg.instance, ", ".join(c.name for c in cfg.cameras))
     requested = len(cfg.cameras)
     cfg = _existing_files(cfg)
+    missing = requested - len(cfg.cameras)
     if not cfg.cameras:
         return fail("none of the sources can be read")
     live = build_sinks(cfg)
@@ -96,8 +99,8 @@ def run(
         serve(MonitorCollector(monitor), cfg.prometheus.port, cfg.prometheus.address)
 
     def outcome(summary: RunSummary) -> int:
-        bad = summary.failed or summary.crashed or len(summary.cameras) < requested
-        return EXIT_FAILED if bad else EXIT_OK
+        bad = summary.failed or summary.crashed or missing
+        return leave(EXIT_FAILED if bad else EXIT_OK, summary)
 
     if console:
         from monitor.console.feed import ConsoleFeed
@@ -125,6 +128,21 @@ def run(
         return outcome(await monitor.run(stop))
 
     return asyncio.run(main())
+
+
+def leave(code: int, summary: RunSummary) -> int:
+    """``code``, after a run. When something was left behind still busy (a model load, a generation that
+    does not stop, a decode thread in a blocking open), the process ends now, as it is: everything of the
+    run is written and closed, and waiting for those would hold up a stop."""
+    behind = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
+    busy = [n for n in behind if n.startswith(("load-models", "engine-", "prepare-", "decode-"))]
+    if summary.abandoned or busy:
+        log.info("leaving now; still busy: %s", ", ".join(summary.abandoned or busy))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def check_config(path: Path) -> int:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from typing import Any
 
 from monitor.config import AppConfig
 from monitor.live.cameras import CameraParts, CameraSummary, build_camera
@@ -49,11 +52,58 @@ class RunSummary:
     """True when the run was interrupted (signal, time limit or a failure) before its files ended."""
     crashed: tuple[str, ...] = ()
     """Parts of the monitor that failed and stopped the run (a camera stage, the model engine)."""
+    abandoned: tuple[str, ...] = ()
+    """What was still busy when the stop's time was up and was left behind (the model load)."""
 
     @property
     def failed(self) -> tuple[CameraSummary, ...]:
         """Cameras whose file source could not be read through."""
         return tuple(c for c in self.cameras if c.source_error is not None)
+
+
+STOP_SLACK_S = 1.5
+"""How long a stop may take beyond the drain (engine, decode threads, sinks): the process is out within
+``drain_timeout_s`` + 2 s of a signal or the time limit."""
+
+
+class _Run:
+    """When a run stops: a stop asked for, or its deadline; and the budget of its way out."""
+
+    def __init__(self, stop: asyncio.Event, limit_s: float | None) -> None:
+        self.stop = stop
+        self.limit_s = limit_s
+        self.deadline = None if limit_s is None else time.monotonic() + limit_s
+        self.drain_s = 0.0
+        self.stopped_at: float | None = None
+        self.crashed: list[str] = []
+        self.abandoned: list[str] = []
+
+    async def until(self, *tasks: asyncio.Future[Any]) -> set[asyncio.Future[Any]]:
+        """Wait for the first of ``tasks``; the ones done, or nothing when the run stopped first (a stop
+        or the time limit, then remembered as the moment the way out began)."""
+        waiter = asyncio.ensure_future(self.stop.wait())
+        try:
+            timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+            done, _ = await asyncio.wait({*tasks, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        done.discard(waiter)
+        if done:
+            return done
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+            if not self.stop.is_set():
+                log.info("time limit of %.0f s reached", self.limit_s)
+        return set()
+
+    def left(self, wanted_s: float, *, drain: bool = False) -> float:
+        """How long a step of the way out may take: ``wanted_s``, cut to what the stop's budget leaves."""
+        if self.stopped_at is None:
+            return wanted_s
+        if drain:
+            self.drain_s = wanted_s
+        end = self.stopped_at + self.drain_s + STOP_SLACK_S
+        return max(0.0, min(wanted_s, end - time.monotonic()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,37 +221,82 @@ class Monitor:
             log.info("%d events left open by an earlier run are ended now", len(events))
         return [EventChange("end", e, replace(e, end_time=e.start_time, end_wall=now)) for e in events]
 
-    def _join_sources(self, cameras: list[CameraParts]) -> None:
-        """Wait for the decode threads (a source may be inside a blocking open for its open timeout)."""
-        for c in cameras:
-            if not c.source.join(c.source.settings.open_timeout_s + 1.0):
-                log.warning("camera %r: its decode thread did not end", c.name)
-
     async def run(self, stop: asyncio.Event | None = None) -> RunSummary:
         """Run until every file source has ended, ``stop`` is set, ``max_seconds`` have passed or a part of
         the monitor fails.
 
         The sinks open first: events a killed run left open are ended everywhere and the outbox delivers
-        while the models load. On the way out sources stop, stages drain for ``drain_timeout_s`` and are
-        then cancelled (their events end), the engine cuts its running generation short, sinks flush.
+        while the models load (a stop or the time limit during the load leaves it behind). On the way out
+        sources stop, stages drain for ``drain_timeout_s`` and are then cancelled (their events end), the
+        engine cuts its running generation short, sinks flush: all of it within ``drain_timeout_s`` +
+        :data:`STOP_SLACK_S` of the stop, whatever was running (what is still busy then is left behind).
         """
         cfg = self.cfg
         stop = stop or asyncio.Event()
         t0 = time.monotonic()
-        deadline = None if self.max_seconds is None else t0 + self.max_seconds
-        crashed: list[str] = []
-        cameras: list[CameraParts] = []
+        run = _Run(stop, self.max_seconds)
         left_open = await asyncio.to_thread(self._left_open)
-        async with SinkHub(self.sinks, maxsize=cfg.outputs.sink_queue_size) as hub:
+        hub = SinkHub(self.sinks, maxsize=cfg.outputs.sink_queue_size)
+        async with hub:
             self._hub = hub
-            for change in left_open:
-                hub.publish(change)
-            self.controls.publish_all()
-            if self.models is None:
-                assert self.load_models is not None
-                self.models = await asyncio.to_thread(self.load_models)
-            models = self.models
-            _check_describer(models)
+            try:
+                for change in left_open:
+                    hub.publish(change)
+                self.controls.publish_all()
+                models = self.models or await self._load(run)
+                if models is not None:
+                    self.models = models
+                    await self._run_cameras(models, hub, run)
+            finally:
+                hub.close_timeout_s = run.left(hub.close_timeout_s)
+        summary = RunSummary(
+            cameras=tuple(c.summary() for c in self._cameras),
+            seconds=time.monotonic() - t0,
+            stopped=run.stopped_at is not None,
+            crashed=tuple(run.crashed),
+            abandoned=tuple(run.abandoned),
+        )
+        for cs in summary.cameras:
+            log.info(
+                "%s: %d frames read, %d sampled, %d described, %d gated, %d dropped, %d windows, %d events%s",
+                cs.camera,
+                cs.frames_read,
+                cs.frames_sampled,
+                cs.described,
+                cs.frames_gated,
+                cs.frames_dropped,
+                cs.windows,
+                cs.events,
+                f"; FAILED: {cs.source_error}" if cs.source_error else "",
+            )
+        return summary
+
+    async def _load(self, run: _Run) -> ModelClient | None:
+        """The models, loaded in a thread of their own; None when the run is stopped or out of time first
+        (the load goes on in its thread, left behind: nothing waits for it)."""
+        assert self.load_models is not None
+        loaded: Future[ModelClient] = Future()
+
+        def load() -> None:
+            try:
+                loaded.set_result(self.load_models())  # type: ignore[misc]
+            except BaseException as exc:
+                loaded.set_exception(exc)
+
+        threading.Thread(target=load, name="load-models", daemon=True).start()
+        waiting = asyncio.wrap_future(loaded)
+        if await run.until(waiting):
+            return waiting.result()
+        waiting.cancel()
+        run.abandoned.append("the model load")
+        log.info("stopped while the models load; the load is left behind")
+        return None
+
+    async def _run_cameras(self, models: ModelClient, hub: SinkHub, run: _Run) -> None:
+        """The cameras through the models, from their start to the end of the stop."""
+        cfg = self.cfg
+        _check_describer(models)
+        try:
             async with models:
                 judge = self._judge = self.judge or build_judge(cfg, models)
                 cameras = self._cameras = [
@@ -229,71 +324,62 @@ class Monitor:
                     ),
                     asyncio.create_task(restarting("event loop lag probe", self.lag.run), name="lag-probe"),
                 ]
-                stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
                 failure = asyncio.create_task(models.failed(), name="model-failure")
-                remaining = set(stages)
                 try:
-                    while remaining and not stop.is_set() and not crashed:
-                        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                        done, _ = await asyncio.wait(
-                            remaining | {stop_task, failure}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        for task in remaining & done:
-                            exc = None if task.cancelled() else task.exception()
-                            if exc is not None:
-                                name = stages[task].name
-                                log.error("camera %r: its stage failed: %r; stopping the run", name, exc, exc_info=exc)
-                                crashed.append(f"camera {name}")
-                        remaining -= done
-                        if failure in done:
-                            log.error("the model engine failed (%r); stopping the run", failure.result())
-                            crashed.append("model engine")
-                        if deadline is not None and time.monotonic() >= deadline:
-                            log.info("time limit of %.0f s reached", self.max_seconds)
-                            break
-                    if remaining:
-                        await self._shutdown(cameras, remaining)
+                    await self._watch(stages, failure, run)
                 finally:
-                    stop_task.cancel()
                     failure.cancel()
                     for h in [*helpers, *self._summaries]:
                         h.cancel()
                     for c in cameras:
                         c.source.stop()
-            await asyncio.to_thread(self._join_sources, cameras)
-            for c in cameras:
+        finally:
+            await asyncio.to_thread(self._join_sources, self._cameras, run.left(1.0))
+            for c in self._cameras:
                 hub.publish(c.status())
-        summary = RunSummary(
-            cameras=tuple(c.summary() for c in cameras),
-            seconds=time.monotonic() - t0,
-            stopped=bool(remaining),
-            crashed=tuple(crashed),
-        )
-        for cs in summary.cameras:
-            log.info(
-                "%s: %d frames read, %d sampled, %d described, %d gated, %d dropped, %d windows, %d events%s",
-                cs.camera,
-                cs.frames_read,
-                cs.frames_sampled,
-                cs.described,
-                cs.frames_gated,
-                cs.frames_dropped,
-                cs.windows,
-                cs.events,
-                f"; FAILED: {cs.source_error}" if cs.source_error else "",
-            )
-        return summary
 
-    async def _shutdown(self, cameras: list[CameraParts], remaining: set[asyncio.Task[None]]) -> None:
+    async def _watch(
+        self, stages: dict[asyncio.Task[None], CameraParts], failure: asyncio.Task[BaseException], run: _Run
+    ) -> None:
+        """Wait for the stages to end, a stop, the time limit or a failure; then stop what is left."""
+        remaining = set(stages)
+        while remaining and not run.crashed:
+            done = await run.until(*remaining, failure)
+            if not done:
+                break
+            for task in remaining & done:
+                exc = None if task.cancelled() else task.exception()
+                if exc is not None:
+                    name = stages[task].name
+                    log.error("camera %r: its stage failed: %r; stopping the run", name, exc, exc_info=exc)
+                    run.crashed.append(f"camera {name}")
+            remaining -= done
+            if failure in done:
+                log.error("the model engine failed (%r); stopping the run", failure.result())
+                run.crashed.append("model engine")
+        if remaining:
+            if run.stopped_at is None:
+                run.stopped_at = time.monotonic()
+            await self._shutdown([stages[t] for t in remaining], remaining, run)
+
+    def _join_sources(self, cameras: list[CameraParts], within_s: float) -> None:
+        """Wait for the decode threads, ``within_s`` in all (a source may be inside a blocking open; a thread
+        still busy then is left behind: it is a daemon)."""
+        end = time.monotonic() + within_s
+        for c in cameras:
+            if not c.source.join(max(0.0, end - time.monotonic())):
+                log.warning("camera %r: its decode thread did not end; left behind", c.name)
+
+    async def _shutdown(self, cameras: list[CameraParts], remaining: set[asyncio.Task[None]], run: _Run) -> None:
         """Stop sources, let the stages drain (descriptions, scores and explanations in flight finish), then
         cancel what is left (its model requests too)."""
         for c in cameras:
             c.source.stop()
-        _, still = await asyncio.wait(remaining, timeout=self.drain_timeout_s)
+        _, still = await asyncio.wait(remaining, timeout=run.left(self.drain_timeout_s, drain=True))
         for task in still:
             task.cancel()
         if still:
-            await asyncio.wait(still, timeout=2.0)
+            await asyncio.wait(still, timeout=run.left(2.0))
 
     async def _report_status(self, cameras: list[CameraParts], hub: SinkHub) -> None:
         while True:

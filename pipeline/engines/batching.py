@@ -39,6 +39,10 @@ from pipeline.inference import (
 
 log = logging.getLogger(__name__)
 
+STOP_WAIT_S = 1.0
+"""How long leaving the engine waits for its threads (a generation is cut short at its next token); one
+still busy then is left behind (they are daemons), so a stop is never held up by the model."""
+
 
 class Prepared:
     """Model inputs of one request, ready to be batched; each model subclasses it with its tensors."""
@@ -202,7 +206,7 @@ class BatchingEngine:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
+        await asyncio.to_thread(self.stop, STOP_WAIT_S)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -228,7 +232,7 @@ class BatchingEngine:
             if thread.is_alive():
                 thread.join(timeout)
                 if thread.is_alive():
-                    log.warning("model engine: %s is still busy after %.0f s", thread.name, timeout)
+                    log.warning("model engine: %s is still busy after %.0f s; left behind", thread.name, timeout)
 
     def __enter__(self) -> BatchingEngine:
         self.start()
