@@ -34,6 +34,8 @@ MAX_BAD_PACKETS = 100
 JUMP_BACK_S = 0.5
 """Timestamps going back by more than this (or 5 frame periods) have restarted: the clock continues."""
 JUMP_AHEAD_S = 5.0
+FPS_WINDOW_S = 1.0
+"""The shortest time a source's frame rate is measured over."""
 SLEW = 0.5
 """How fast a live connection's clock is pulled back to its least delayed frame: half the stream's pace."""
 """A live source's timestamps running ahead of the wall clock by more than this have jumped."""
@@ -125,15 +127,20 @@ class SourceStats:
     truncated: str | None = None
     """Set when a file ends well before the duration its header declares."""
     error: str | None = None
-    _last_wall: float | None = None
+    _since: float | None = None
+    _frames_since: int = 0
 
     def tick(self, now: float) -> None:
+        """A frame was decoded at ``now``; ``fps`` is the rate over the last second or more (frames decoded
+        in bursts, as from a file read at full speed, count at the rate they really came)."""
         self.frames_read += 1
-        if self._last_wall is not None:
-            dt = now - self._last_wall
-            if dt > 0:
-                self.fps = 1.0 / dt if self.fps == 0 else 0.9 * self.fps + 0.1 / dt
-        self._last_wall = now
+        if self._since is None:
+            self._since = now
+            return
+        self._frames_since += 1
+        if now - self._since >= FPS_WINDOW_S:
+            self.fps = self._frames_since / (now - self._since)
+            self._since, self._frames_since = now, 0
 
 
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:

@@ -515,3 +515,45 @@ def test_the_console_shows_each_rules_threshold_in_force(qtbot, tmp_path: Path) 
             loop["loop"].call_soon_threadsafe(loop["stop"].set)  # type: ignore[union-attr, arg-type]
         runner.join(30)
         broker.stop()
+
+
+def test_odd_times_and_values_do_not_spoil_a_camera(qtbot) -> None:
+    """Out-of-order and far-off times, old data, huge counters, null texts: each shown for what it is."""
+    feed = ConsoleFeed()
+    win = ConsoleWindow(feed, span_s=60, refresh_ms=50)
+    qtbot.addWidget(win)
+    win.show()
+    now = time.time()
+    feed.push(ScorePoint("cam", now - 30, 0.2, "a"))
+    feed.push(ScorePoint("cam", 4_000_000_000.0, 0.9, "from 2096"))  # far in the future: not drawn, counted
+    feed.push(ScorePoint("cam", 946_700_000.0, 0.5, "from 2000"))  # long ago: kept in its place, out of view
+    for k in range(10):
+        feed.push(ScorePoint("cam", now - 20 + k, 0.3, "b"))
+    feed.push(ScorePoint("cam", now - 25, 0.4, "late"))  # arrives after newer ones
+    feed.push(StatusView("cam", now, True, 1e300, int(1e300)))
+    qtbot.waitUntil(lambda: "cam" in win.panels and len(win.panels["cam"].lines["anomaly"].series) == 13, timeout=3000)
+    panel = win.panels["cam"]
+    times, _ = panel.lines["anomaly"].series.arrays()
+    assert list(times) == sorted(times) and feed.malformed == 1
+    drawn, _ = panel.lines["anomaly"].curve.getData()
+    assert list(drawn) == list(times)  # the curve holds every kept point, in time order
+    win.pump()
+    lo, hi = panel.plot.getViewBox().viewRange()[0]
+    assert lo < now - 15 < hi  # the newest points are in view
+    assert [win.camera_table.item(0, c).text() for c in (2, 3)] == ["1e+300", "1e+300"]
+    # a camera whose data is old (history, a monitor that stopped): the view ends at its newest point
+    for k in range(5):
+        feed.push(ScorePoint("old", now - 7200 + k, 0.5, None))
+    qtbot.waitUntil(lambda: "old" in win.panels, timeout=3000)
+    win.pump()
+    lo, hi = win.panels["old"].plot.getViewBox().viewRange()[0]
+    assert lo < now - 7196 <= hi
+    # an operator who drags the time axis away is not pulled back
+    panel.plot.getViewBox().sigRangeChangedManually.emit([True, False])
+    assert not panel.following
+    # texts that are not texts
+    dec = MqttDecoder("llmvad", feed)
+    body = {"camera": "c", "wall_time": now, "score": 0.5, "descriptions": [None]}
+    (point,) = dec.decode("llmvad/c/rules/anomaly/score", json.dumps(body).encode())
+    assert point.description == "(no text)"
+    shot(win, "console-odd-values")

@@ -140,3 +140,18 @@ def test_backoff_is_capped_and_jittered() -> None:
 def test_scaled_size() -> None:
     assert scaled_size(1920, 1080, 896) == (896, 504)
     assert scaled_size(320, 240, 896) == (320, 240)
+
+
+def test_the_frame_rate_is_what_really_came() -> None:
+    """Frames decoded in bursts (a file read at full speed, waiting for a full queue) count at their real
+    rate, not at the rate of the burst."""
+    from pipeline.sources import SourceStats
+
+    st = SourceStats()
+    t = 1000.0
+    for _ in range(10):  # ten bursts of 20 frames, a microsecond apart, each second
+        for k in range(20):
+            st.tick(t + k * 1e-6)
+        t += 1.0
+    st.tick(t)
+    assert 19 <= st.fps <= 21 and st.frames_read == 201

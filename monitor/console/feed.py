@@ -231,7 +231,7 @@ class MqttDecoder:
         descriptions = d.get("descriptions") or []
         if not isinstance(descriptions, list):
             raise ValueError("descriptions is not a list")
-        text = str(descriptions[-1]) if descriptions else None
+        text = _text(descriptions[-1]) if descriptions else None
         return [ScorePoint(camera, _time(d, "wall_time"), _score(d, "score"), text, rule)]
 
     @staticmethod
@@ -264,13 +264,22 @@ class MqttDecoder:
                 end=end,
                 peak_score=_score(a, "peak_score"),
                 score=_score(a, "score"),
-                explanation=None if a.get("explanation") is None else str(a["explanation"]),
-                descriptions=tuple(str(x) for x in descriptions),
+                explanation=None if a.get("explanation") is None else _text(a["explanation"]),
+                descriptions=tuple(_text(x) for x in descriptions),
                 snapshot=self._snapshots.get(camera) if a.get("has_snapshot") else None,
                 severity=_severity(a),
                 clip=a["clip"] if isinstance(a.get("clip"), str) else None,
             )
         ]
+
+
+def _text(value: object) -> str:
+    """A text of a message as the console shows it: a string as it is, anything else said plainly."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "(no text)"
+    return f"(not a text: {json.dumps(value)[:200]})"
 
 
 def _severity(d: dict[str, Any]) -> int:

@@ -34,6 +34,13 @@ REGIONS_PER_CAMERA = 64
 RULE_COLOURS = ((40, 110, 220), (230, 140, 20), (40, 160, 70), (150, 60, 190), (20, 170, 180), (120, 120, 120))
 """Lines of a camera's rules, in the order they appear (the general rule's usually first: blue)."""
 EVENTS_PER_TICK = 20
+FUTURE_S = 600.0
+"""A score from further ahead of this machine's clock than this is not drawn (counted as malformed)."""
+
+
+def figure(value: float, spec: str) -> str:
+    """A number for a table cell: as ``spec`` says, or in scientific notation when it would not fit."""
+    return format(value, spec) if abs(value) < 1e9 else f"{value:.3g}"
 
 
 @dataclass
@@ -66,6 +73,8 @@ class CameraPanel(QtWidgets.QFrame):
             self.plot.getAxis(axis).setTextPen("k")
         self.plot.setYRange(0, 1.05, padding=0)
         self.plot.setMouseEnabled(x=True, y=False)
+        # an operator who drags or zooms the time axis stops the view from following (Live resumes it)
+        self.plot.getViewBox().sigRangeChangedManually.connect(self._scrolled_away)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.getPlotItem().hideButtons()
         self.lines: dict[str, RuleLine] = {}
@@ -123,6 +132,14 @@ class CameraPanel(QtWidgets.QFrame):
             line.threshold.setValue(setting.threshold)
         line.threshold.setVisible(line.known is not None and line.enabled)
 
+    def _scrolled_away(self, *_: object) -> None:
+        self.following = False
+
+    def newest(self) -> float | None:
+        """The time of the newest point of any rule."""
+        times = [last[0] for line in self.lines.values() if (last := line.series.last()) is not None]
+        return max(times) if times else None
+
     def add_point(self, p: ScorePoint) -> None:
         self.line(p.rule).series.append(p.wall_time, p.score)
         self._dirty.add(p.rule)
@@ -164,8 +181,10 @@ class CameraPanel(QtWidgets.QFrame):
         for region, ev in self.regions.values():
             if ev.end is None:
                 region.setRegion((ev.start, max(ev.start, now)))
-        if self.following:
-            self.plot.setXRange(now - span_s, now, padding=0)
+        if self.following:  # the newest data at the right edge (now, while it is live)
+            newest = self.newest()
+            end = now if newest is None or now - span_s / 2 < newest <= now else newest
+            self.plot.setXRange(end - span_s, end, padding=0)
 
     def follow(self) -> None:
         self.following = True
@@ -315,6 +334,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     def _apply(self, item: FeedItem) -> None:
         if isinstance(item, ScorePoint):
+            if item.wall_time > time.time() + FUTURE_S:
+                when = datetime.fromtimestamp(item.wall_time).isoformat(timespec="seconds")
+                self.feed.reject(f"a score of camera {item.camera!r}", f"its time {when} is in the future")
+                return
             self.panel(item.camera).add_point(item)
             if item.rule == GENERAL_RULE:
                 self._set_cell(item.camera, 4, f"{item.score:.2f}")
@@ -357,8 +380,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _camera_status(self, st: StatusView) -> None:
         self._status[st.camera] = st
         self._set_cell(st.camera, 1, "online" if st.connected else "offline")
-        self._set_cell(st.camera, 2, f"{st.fps:.1f}")
-        self._set_cell(st.camera, 3, str(st.dropped))
+        self._set_cell(st.camera, 2, figure(st.fps, ".1f"))
+        self._set_cell(st.camera, 3, figure(st.dropped, "d"))
         item = self.camera_table.item(self._rows[st.camera], 1)
         if item is not None:
             item.setForeground(QtGui.QColor("darkgreen" if st.connected else "red"))
