@@ -33,6 +33,10 @@ DELIVERY_WINDOW = 64
 """Messages published before waiting for their acknowledgements (order is kept by the broker)."""
 MEMORY_MESSAGES = 20_000
 """Alert messages kept in memory while the outbox cannot be written (a full disk); beyond, the oldest go."""
+TAKEN_OVER_S = 5.0
+TAKEN_OVER_TIMES = 3
+"""A connection lost within TAKEN_OVER_S of being made, TAKEN_OVER_TIMES times in a row: another client
+(a second monitor with the same instance name) takes the session over."""
 OUTBOX_ERRORS = (sqlite3.Error, OSError)
 """What a write to the outbox raises when it cannot keep a message (a full disk, a broken file)."""
 
@@ -69,6 +73,10 @@ class MqttStats:
         "Unexpected errors of the delivery loop (each logged, then reconnected)", metric="mqtt_failures"
     )
     connected: bool = gauge("1 while connected to the broker", metric="mqtt_connected", default=False)
+    takeovers: int = counter(
+        "Connections lost right after they were made, again and again: another client with this client id",
+        metric="mqtt_session_takeovers",
+    )
     outbox_failing: bool = gauge(
         "1 while the outbox cannot be written (a full disk): alerts are kept in memory", metric="outbox_failing"
     )
@@ -114,6 +122,8 @@ class MqttConnection:
         self._memory_lock = threading.Lock()
         self._unsaved_in_outage = 0
         self._last_failure = 0.0
+        self._quick_losses = 0
+        self._taken_over_said = False
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -281,6 +291,7 @@ class MqttConnection:
         attempt = 0
         outage = False
         while True:
+            connected_at: float | None = None
             try:
                 async with self._client_for() as client:
                     self._client = client
@@ -291,7 +302,8 @@ class MqttConnection:
                         await client.subscribe(topic, qos=1)
                     self.connected.set()
                     self.stats.connected = True
-                    if outage:
+                    connected_at = time.monotonic()
+                    if outage and not self._taken_over_said:
                         log.info(
                             "MQTT: reconnected to %s; delivering %d queued messages", self.where, self.stats.pending
                         )
@@ -300,7 +312,7 @@ class MqttConnection:
                         tg.create_task(self._deliver(client), name="mqtt-deliver")
                         tg.create_task(self._listen(client), name="mqtt-listen")
             except* aiomqtt.MqttError as group:
-                if not outage:
+                if not self._taken_over(connected_at) and not outage:
                     self._outage(group.exceptions[0])
                 outage = True
             except* (OSError, ssl.SSLError) as group:
@@ -325,6 +337,29 @@ class MqttConnection:
                 backoff_delay(attempt, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, self._rng)
             )
             attempt += 1
+
+    def _taken_over(self, connected_at: float | None) -> bool:
+        """Whether the session looks taken over by another client with this client id: lost right after
+        it was made, again and again. Said once, plainly; those losses are then not logged as outages."""
+        if connected_at is None:  # not even connected: an outage of the broker
+            return False
+        if time.monotonic() - connected_at > TAKEN_OVER_S:
+            self._quick_losses = 0
+            self._taken_over_said = False
+            return False
+        self._quick_losses += 1
+        if self._quick_losses >= TAKEN_OVER_TIMES:
+            self.stats.takeovers += 1
+            if not self._taken_over_said:
+                self._taken_over_said = True
+                log.error(
+                    "MQTT: another client uses this monitor's client id %r on %s: each connection is taken "
+                    "over right after it is made. Give each monitor its own name (--instance NAME, or "
+                    "instance / [mqtt] client_id in the configuration).",
+                    self.client_id,
+                    self.where,
+                )
+        return self._taken_over_said
 
     def _outage(self, exc: BaseException) -> None:
         self.stats.outages += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import uuid
 from dataclasses import replace
@@ -19,7 +20,7 @@ from tests.helpers.fakes import AlarmAfter, fake_engine
 from tests.helpers.media import make_clip
 from tests.helpers.sinks import mqtt_sink
 from tests.helpers.subscriber import Subscriber
-from tests.helpers.waiting import eventually
+from tests.helpers.waiting import eventually, eventually_async
 
 
 def prefix() -> str:
@@ -478,3 +479,36 @@ def test_malformed_or_huge_mqtt_config_values(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(cfg)
     assert info.value.problems[0][0] == "mqtt.tls.ca_file" and "file not found" in info.value.problems[0][1]
+
+
+async def test_two_monitors_with_one_name_are_told_once(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second monitor with the same instance name takes the first one's MQTT session over, again and
+    again: each says so once, plainly, instead of logging an outage at every takeover."""
+    pfx = prefix()
+    caplog.set_level(logging.INFO)
+    sinks = [
+        mqtt_sink(mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / f"o{i}.sqlite"), client_id="llmvad-twin"), ["cam"])
+        for i in range(2)
+    ]
+
+    def told() -> list[str]:
+        return [
+            r.getMessage() for r in caplog.records if "another client uses this monitor's client id" in r.getMessage()
+        ]
+
+    try:
+        for sink in sinks:
+            await sink.open()
+        def outages() -> int:
+            return sum("unavailable" in r.getMessage() for r in caplog.records)
+
+        await eventually_async(lambda: len(told()) == 2, what="each monitor to notice the takeovers", timeout=60)
+        before = outages()
+        await eventually_async(lambda: sum(s.connection.stats.takeovers for s in sinks) >= 10, timeout=60)
+        assert len(told()) == 2 and "--instance" in told()[0]  # once each, however often it goes on
+        assert outages() == before  # and the takeovers are no longer logged as outages
+    finally:
+        for sink in sinks:
+            await sink.close()
