@@ -240,9 +240,16 @@ def eval_judge(
     print(
         f"judge: {models.judge.name}, windows of {windows.size} (stride {windows.stride}), scores {' and '.join(steps)}"
     )
-    for line in report(items, live.per_item(scores)).lines():
+    per_item = live.per_item(scores)
+    judged = ~np.isnan(per_item)
+    failed = int(np.isnan(scores).sum())
+    if failed:
+        print(f"{failed} of {len(scores)} windows were not judged (the model did not answer; see the log)")
+        if not judged.any():
+            return fail("no window was judged", EXIT_FAILED)
+    for line in report([it for it, ok in zip(items, judged, strict=True) if ok], per_item[judged]).lines():
         print(line)
-    return EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def calibrate_judge(

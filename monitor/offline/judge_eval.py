@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,12 +17,16 @@ import numpy.typing as npt
 
 from monitor.offline.ranking import average_precision, roc_auc
 from pipeline.calibration import layer_mean
-from pipeline.inference import ModelClient
+from pipeline.inference import ModelClient, ModelUnavailable
 from pipeline.judge import Calibration, Judge, Smoother, probe_request
 from pipeline.rules import Rule
 from pipeline.windows import SlidingWindows, WindowSettings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+WINDOW_TRIES = 4
+"""How often a window is asked of a model that did not answer (1, 2 and 4 s apart) before it counts as failed."""
 
 
 class DataError(Exception):
@@ -163,13 +168,25 @@ async def score_windows(
     max_inflight: int = 256,
 ) -> npt.NDArray[np.float64]:
     """The rule's score for every window of texts, as the live monitor's :class:`Judge` gives it (with
-    ``calibration``, loaded from the rule's calibration file, when given)."""
+    ``calibration``, loaded from the rule's calibration file, when given). A window the model did not
+    answer (a server down or too loaded, :data:`WINDOW_TRIES` times) is NaN; the others go on."""
     if calibration is not None and rule.calibration is None:
         raise ValueError(f"rule {rule.name!r} names no calibration file")
     calibrations = {} if calibration is None or rule.calibration is None else {rule.calibration: calibration}
     judge = Judge(models, cache_size=0, calibrations=calibrations)
-    verdicts = await _each(windows, lambda texts: judge.score(rule, texts, context), progress, max_inflight)
-    return np.asarray([v.score for v in verdicts], dtype=np.float64)
+
+    async def one(texts: Sequence[str]) -> float:
+        for attempt in range(WINDOW_TRIES):
+            try:
+                return (await judge.score(rule, texts, context)).score
+            except ModelUnavailable as exc:  # a loaded or restarting server: again, a little later
+                if attempt == WINDOW_TRIES - 1:
+                    log.warning("a window was not judged after %d tries: %s", WINDOW_TRIES, exc)
+                    return float("nan")
+                await asyncio.sleep(2.0**attempt)
+        raise AssertionError("unreachable")
+
+    return np.asarray(await _each(windows, one, progress, max_inflight), dtype=np.float64)
 
 
 async def probe_features(
@@ -211,7 +228,8 @@ def smooth_windows(live: LiveWindows, scores: npt.NDArray[np.float64], alpha: fl
     for k, v in enumerate(live.videos):
         if v != video:
             smoother, video = Smoother(alpha), v
-        out[k] = smoother.update(float(scores[k]))
+        if not math.isnan(scores[k]):  # a window not judged stays so, and does not spoil the next ones
+            out[k] = smoother.update(float(scores[k]))
     return out
 
 

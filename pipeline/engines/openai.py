@@ -57,6 +57,10 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 """Besides every 5xx: answers that mean "try again later"."""
 FAILURES_FOR_OUTAGE = 3
 """Consecutive failed requests (timeouts, 5xx) that make an outage; a refused connection makes one at once."""
+SLOW = "slow"
+"""What an attempt that timed out reports (not an outage: see OpenAIClient._failed)."""
+DEFAULT_CONCURRENCY = 8
+"""Requests in flight at once when neither the configuration nor the server says (llama.cpp says its slots)."""
 PROBE_MAX_S = 5.0
 """Longest interval between probes of a server that is down."""
 
@@ -69,7 +73,13 @@ class OpenAISettings(Settings):
     api_key_env: str | None = Field(
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", title="Environment variable holding the API key (never logged)"
     )
-    max_concurrency: int = Field(16, ge=1, le=1024, title="Requests in flight at once (the server batches them)")
+    max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        title="Requests in flight at once (the server batches them); unset: the server's slots where it says "
+        "(llama.cpp), else 8",
+    )
     timeout_s: float = Field(30.0, gt=0, le=600, title="Longest wait for one request, retries included")
     retries: int = Field(2, ge=0, le=10, title="Retries of a request after a connection error, 429 or 5xx")
     retry_initial_s: float = Field(0.5, gt=0, le=60)
@@ -131,7 +141,9 @@ class OpenAIClient:
         self._rng = rng or random.Random()
         self._stats = EngineStats()
         self._http: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self.concurrency = settings.max_concurrency or DEFAULT_CONCURRENCY
+        """Requests in flight at once: configured, else what the server says when entered, else the default."""
+        self._slots = asyncio.Semaphore(self.concurrency)
         self._logprobs = True
         self._down_since: float | None = None
         self._down_reason = ""
@@ -170,10 +182,11 @@ class OpenAIClient:
 
     async def __aenter__(self) -> OpenAIClient:
         s = self.settings
-        limits = httpx.Limits(max_connections=s.max_concurrency, max_keepalive_connections=s.max_concurrency)
-        self._http = httpx.AsyncClient(headers=self._headers, limits=limits, timeout=s.timeout_s)
+        self._http = httpx.AsyncClient(headers=self._headers, timeout=s.timeout_s)
         try:
             await self.check()
+            if s.max_concurrency is None:
+                await self._ask_slots()
         except BaseException:
             await self._http.aclose()
             raise
@@ -281,7 +294,11 @@ class OpenAIClient:
             if delay is None:
                 delay = backoff_delay(attempt - 1, s.retry_initial_s, s.retry_max_s, self._rng)
             if probe or attempt > s.retries or time.monotonic() + delay >= deadline:
-                self._failed(reason, refused)
+                if reason == SLOW:
+                    reason = f"no answer within {s.timeout_s:g} s"
+                    self._failed(reason, refused, slow=True)
+                else:
+                    self._failed(reason, refused)
                 raise ModelUnavailable(f"{self.where}: {reason}")
             await asyncio.sleep(delay)
 
@@ -296,7 +313,7 @@ class OpenAIClient:
                 raise httpx.TimeoutException("no time left")
             resp = await self._http.post(self.url + path, json=body, timeout=left)
         except httpx.TimeoutException:
-            return f"no answer within {self.settings.timeout_s:g} s", 0.0, False
+            return SLOW, 0.0, False
         except httpx.TransportError as exc:
             return _transport_reason(exc), None, True
         if resp.status_code == 200:
@@ -325,18 +342,25 @@ class OpenAIClient:
         self._failed_in_row = 0
         if self._down_since is not None:
             log.info(
-                "model server %s answers again after %.1f s (%d requests failed meanwhile)",
+                "model server %s answers again after %.1f s (%d requests failed meanwhile; last: %s)",
                 self.where,
                 time.monotonic() - self._down_since,
                 self._failed_in_outage,
+                self._down_reason,
             )
             self._down_since = None
 
-    def _failed(self, reason: str, refused: bool) -> None:
-        self._failed_in_row += 1
+    def _failed(self, reason: str, refused: bool, *, slow: bool = False) -> None:
+        """A request failed. A server that refuses connections, or fails FAILURES_FOR_OUTAGE requests in a
+        row, is down (one log line for the outage; its reason kept current). A slow answer is not down: a
+        loaded server is still serving."""
         if self._down_since is not None:
             self._failed_in_outage += 1
+            self._down_reason = reason
             return
+        if slow:
+            return
+        self._failed_in_row += 1
         if refused or self._failed_in_row >= FAILURES_FOR_OUTAGE:
             self._down_since = time.monotonic()
             self._down_reason = reason
@@ -392,6 +416,29 @@ class OpenAIClient:
                 "Set model to one of them.",
             )
         log.info("model server %s serves %s", self.where, s.model)
+
+
+    async def _ask_slots(self) -> None:
+        """Fit the requests in flight to the server's parallel slots where it says (llama.cpp's ``/props``:
+        ``total_slots``), so that requests do not queue there until they time out."""
+        assert self._http is not None
+        root = self.url.removesuffix("/v1")
+        try:
+            resp = await self._http.get(root + "/props", timeout=min(self.settings.timeout_s, 5.0))
+            slots = resp.json().get("total_slots") if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            slots = None
+        if isinstance(slots, int) and not isinstance(slots, bool) and slots >= 1:
+            self.concurrency = min(slots, 1024)
+            log.info("model server %s: %d requests at a time (its parallel slots)", self.where, self.concurrency)
+        else:
+            log.info(
+                "model server %s: %d requests at a time (it does not say how many it serves at once; "
+                "set max_concurrency)",
+                self.where,
+                self.concurrency,
+            )
+        self._slots = asyncio.Semaphore(self.concurrency)
 
 
 def _transport_reason(exc: httpx.TransportError) -> str:
