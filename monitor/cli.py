@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from monitor.config import ConfigError
+from monitor.config.app_config import INSTANCE_PATTERN
 from monitor.env import load_env_file
-from monitor.options import DEFAULT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail
+from monitor.options import DEFAULT_CONFIG, EXIT_FAILED, EXIT_GRACE_S, EXIT_INTERRUPTED, EXIT_USAGE, fail, out_within
 from pipeline.inference import ModelLoadError
+from pipeline.locations import shown
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+MAX_SECONDS = 366 * 86400.0
+"""The longest --max-seconds: nan, inf and 1e308 are mistakes, not limits."""
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -301,17 +306,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments argparse cannot check, or None."""
+    if min(getattr(args, k, 1) for k in ("batch_size", "parallel")) < 1 or any(
+        getattr(args, k, None) is not None and getattr(args, k) < 1 for k in ("window", "stride")
+    ):
+        return "--window, --stride, --batch-size and --parallel must be at least 1"
+    limit = getattr(args, "max_seconds", None)
+    if limit is not None and not 0 < limit <= MAX_SECONDS:
+        return f"--max-seconds {limit}: give a number of seconds above 0 and at most {MAX_SECONDS:.0f} (a year)"
+    instance = getattr(args, "instance", None)
+    if instance is not None and not re.fullmatch(INSTANCE_PATTERN, instance):
+        return f"--instance {instance!r}: a name of 1 to 64 letters, digits, _ and - (it goes into MQTT topics)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``monitor`` console script."""
     from monitor.offline.judge_eval import DataError
 
     args = build_parser().parse_args(argv)
-    if min(getattr(args, k, 1) for k in ("batch_size", "parallel")) < 1 or any(
-        getattr(args, k, None) is not None and getattr(args, k) < 1 for k in ("window", "stride")
-    ):
-        return fail("--window, --stride, --batch-size and --parallel must be at least 1")
-    if getattr(args, "max_seconds", None) is not None and args.max_seconds <= 0:
-        return fail("--max-seconds must be positive")
+    if (problem := _argument_problem(args)) is not None:
+        return fail(problem)
     load_env_file(Path(".env"))
     os.umask(0o077)  # what the monitor writes (history, outbox, snapshots, results) is its owner's alone
     try:
@@ -323,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (ModelLoadError, DataError) as exc:
         return fail(str(exc))
+    except OSError as exc:  # a file the command had to read or write, the cause said, the path kept short
+        name = f": {shown(os.fsdecode(exc.filename))}" if exc.filename is not None else ""
+        return fail(f"{exc.strerror or exc}{name}", EXIT_FAILED)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line, and the traceback in the log at DEBUG
@@ -330,5 +349,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"unexpected {type(exc).__name__}: {exc} (a bug; --log-level DEBUG shows where)", EXIT_FAILED)
 
 
+def program() -> None:
+    """The ``monitor`` program: :func:`main`, then out within EXIT_GRACE_S even if a thread it left holds
+    up the interpreter's exit."""
+    code = main()
+    out_within(EXIT_GRACE_S, code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    program()

@@ -3,18 +3,26 @@ line (``--model``, ``--judge-model``, ``--source``, ``--output``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
+
 from monitor.config import AppConfig, CameraConfig, load
 from monitor.env import secrets_to_hide
+from pipeline.locations import shown
+from pipeline.redaction import redact_url
 
 DEFAULT_CONFIG = Path("config.toml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_GRACE_S = 5.0
+"""How long the process may take to end once a command is done and everything of it written and closed."""
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -71,14 +79,22 @@ def _camera_name(url: str, taken: set[str]) -> str:
 def sources_as_cameras(cfg: AppConfig, sources: Sequence[str]) -> tuple[CameraConfig, ...]:
     """Cameras for ``--source`` arguments (files are read once at full speed, streams are live), with the
     configuration's sections."""
+    taken: set[str] = set()
+    cameras = []
     for src in sources:
         try:
             src.encode("utf-8")
         except UnicodeEncodeError:
-            shown = src.encode("utf-8", "backslashreplace").decode()
-            raise ValueError(f"--source {shown}: the path is not valid UTF-8; rename the file or link it") from None
-    taken: set[str] = set()
-    return tuple(cfg.new_camera(name=_camera_name(src, taken), url=src) for src in sources)
+            odd = src.encode("utf-8", "backslashreplace").decode()
+            raise ValueError(f"--source {odd}: the path is not valid UTF-8; rename the file or link it") from None
+        if not src.strip():
+            raise ValueError("--source '': empty; give a video file, a folder's file or a stream URL")
+        try:
+            cameras.append(cfg.new_camera(name=_camera_name(src, taken), url=src))
+        except ValidationError as exc:
+            reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError(f"--source {shown(redact_url(src))}: {reason}") from None
+    return tuple(cameras)
 
 
 def with_overrides(
@@ -132,3 +148,22 @@ def select_cameras(
             raise ValueError(f"--shard {i}/{n}: no cameras in this shard ({len(ordered)} cameras, {n} shards)")
         cameras = [c for c in cameras if c.name in mine]
     return cfg.replace(cameras=tuple(cameras)) if len(cameras) != len(cfg.cameras) else cfg
+
+
+def out_within(seconds: float, code: int) -> threading.Timer:
+    """A started timer that ends the process with ``code`` in ``seconds`` unless it is cancelled first: what
+    is left of a run (a worker thread of the event loop, which Python 3.11 joins without a bound) cannot
+    hold up its exit."""
+    timer = threading.Timer(seconds, exit_now, (code, f"the way out took over {seconds:.0f} s"))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def exit_now(code: int, why: str) -> None:
+    """End the process now with ``code``, saying why; the logs and standard streams flushed."""
+    logging.getLogger("monitor").info("leaving now; %s", why)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

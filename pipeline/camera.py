@@ -18,6 +18,7 @@ from pipeline.clips import ClipRecorder
 from pipeline.controls import CameraControls
 from pipeline.inference import DescribeRequest, EmbedRequest, ModelClient
 from pipeline.judge import Judge, JudgeSettings, Smoother, Verdict
+from pipeline.locations import is_live_url
 from pipeline.motion import MotionGate
 from pipeline.prompts import DEFAULT_DESCRIBE_PROMPT
 from pipeline.queues import QueueClosed, ThreadToAsyncQueue
@@ -26,7 +27,7 @@ from pipeline.rules import GENERAL_RULE, Rule, check_rules, complete_rule, gener
 from pipeline.sampling import SamplingSettings
 from pipeline.settings import Settings
 from pipeline.snapshots import encode_jpeg
-from pipeline.sources import SourceSettings, is_live_url
+from pipeline.sources import SourceSettings
 from pipeline.stats import counter
 from pipeline.windows import SlidingWindows, WindowSettings
 

@@ -71,7 +71,6 @@ class Rule(Settings):
             raise ValueError("a rule has a question or a prompt, not both")
         return sanitize(value, 300)
 
-
     @property
     def general(self) -> bool:
         """Whether this is the general anomaly rule (the one with the legacy topics and ``[alerting]`` keys)."""

@@ -11,14 +11,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import av
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.backoff import backoff_delay
 from pipeline.clips import PacketRing
+from pipeline.locations import checked_url, is_live_url
 from pipeline.motion import THUMB_WIDTH
 from pipeline.queues import Backpressure, ThreadToAsyncQueue
 from pipeline.records import Frame
@@ -34,11 +34,11 @@ MAX_BAD_PACKETS = 100
 JUMP_BACK_S = 0.5
 """Timestamps going back by more than this (or 5 frame periods) have restarted: the clock continues."""
 JUMP_AHEAD_S = 5.0
+"""A live source's timestamps running ahead of the wall clock by more than this have jumped."""
 FPS_WINDOW_S = 1.0
 """The shortest time a source's frame rate is measured over."""
 SLEW = 0.5
 """How fast a live connection's clock is pulled back to its least delayed frame: half the stream's pace."""
-"""A live source's timestamps running ahead of the wall clock by more than this have jumped."""
 
 
 class SourceError(Exception):
@@ -51,14 +51,7 @@ class SourceError(Exception):
         super().__init__(f"camera {camera!r} ({url}): {reason}")
 
 
-LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
-
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", title="Camera name: letters, digits, _ and -")]
-
-
-def is_live_url(url: str) -> bool:
-    """Whether a URL names a live stream (by its scheme) rather than a file."""
-    return urlsplit(url).scheme.lower() in LIVE_SCHEMES
 
 
 class SourceSettings(Settings):
@@ -89,6 +82,11 @@ class SourceSettings(Settings):
     analyze_s: float = Field(
         0.5, gt=0, le=30, title="Live stream read to learn its format at each (re)connect (ffmpeg: 5 s; slower)"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return checked_url(url)
 
     @model_validator(mode="after")
     def _backoff(self) -> SourceSettings:

@@ -33,6 +33,8 @@ DELIVERY_WINDOW = 64
 """Messages published before waiting for their acknowledgements (order is kept by the broker)."""
 MEMORY_MESSAGES = 20_000
 """Alert messages kept in memory while the outbox cannot be written (a full disk); beyond, the oldest go."""
+CANCEL_WAIT_S = 1.0
+"""How long a close waits for the connection task to end once cancelled."""
 TAKEN_OVER_S = 5.0
 TAKEN_OVER_TIMES = 3
 """A connection lost within TAKEN_OVER_S of being made, TAKEN_OVER_TIMES times in a row: another client
@@ -128,6 +130,8 @@ class MqttConnection:
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._stopping = False
+        """Set as the connection task is cancelled: whatever it catches then is the end, not an outage."""
         self._rng = random.Random()
 
     @property
@@ -240,8 +244,11 @@ class MqttConnection:
                     await client.publish(self.available, OFFLINE, qos=1, retain=True, timeout=1.0)
         finally:
             if self._task is not None:
+                self._stopping = True
                 self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
+                await asyncio.wait({self._task}, timeout=CANCEL_WAIT_S)
+                if not self._task.done():
+                    log.error("MQTT: the connection to %s did not stop when told; left behind", self.where)
             if self._outbox is not None:
                 if self._memory or self._in_flight:  # a last try to write what only memory holds
                     await self._in_db(self._keep, [])
@@ -312,11 +319,11 @@ class MqttConnection:
                         tg.create_task(self._deliver(client), name="mqtt-deliver")
                         tg.create_task(self._listen(client), name="mqtt-listen")
             except* aiomqtt.MqttError as group:
-                if not self._taken_over(connected_at) and not outage:
+                if not self._stopping and not self._taken_over(connected_at) and not outage:
                     self._outage(group.exceptions[0])
                 outage = True
             except* (OSError, ssl.SSLError) as group:
-                if not outage:
+                if not outage and not self._stopping:
                     self.stats.outages += 1
                     log.warning(
                         "MQTT broker %s unavailable (%s); alerts are kept in the outbox",
@@ -333,6 +340,13 @@ class MqttConnection:
                 self._client = None
                 self.connected.clear()
                 self.stats.connected = False
+                if connected_at is None:  # a failed connect: the broker is away, not taken by another client
+                    self._quick_losses = 0
+                    self._taken_over_said = False
+            if self._stopping:
+                # closed: what was caught above is the connection the cancellation cut (a TaskGroup of
+                # Python 3.11 hands up its MqttError instead of the cancellation); not an outage, the end
+                return
             await asyncio.sleep(
                 backoff_delay(attempt, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, self._rng)
             )

@@ -5,6 +5,7 @@ handling; never a hang, never a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import wave
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from monitor.cli import main
 from monitor.console.feed import ConsoleFeed, MqttDecoder, ScorePoint
+from sinks.event_store import EventStore
 from tests.helpers.cli import monitor_command
 from tests.helpers.media import corrupt_copy, make_clip
 
@@ -67,6 +69,12 @@ CONFIGS: list[tuple[str, str, str]] = [
     ("cameras not a list", 'cameras = "lobby"', "cameras"),
     ("table where a value goes", "[model]\n[model.max_batch]\nx = 1", "model.max_batch"),
     ("judge on a server with a calibration", '[judge]\nbackend = "openai"', "judge.openai"),
+    ("number as text", '[model]\nmax_batch = "8"', "model.max_batch"),
+    ("switch as text", '[mqtt]\nenabled = "yes"', "mqtt.enabled"),
+    ("stream URL without a host", '[[cameras]]\nname = "a"\nurl = "rtsp://"', "cameras.0.url"),
+    ("unknown URL scheme", '[[cameras]]\nname = "a"\nurl = "ftp://h/x.mp4"', "cameras.0.url"),
+    ("URL port out of range", '[[cameras]]\nname = "a"\nurl = "rtsp://h:99999/x"', "cameras.0.url"),
+    ("camera file missing", '[[cameras]]\nname = "a"\nurl = "missing.mp4"', "cameras.0.url"),
 ]
 
 
@@ -87,6 +95,8 @@ def test_bad_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str], c
         ("invalid TOML", b"[model\nid = 1", "invalid TOML"),
         ("not UTF-8", b"[model]\nid = '\xff\xfe'", "not UTF-8"),
         ("a folder", None, "cannot read"),
+        ("nested 3000 deep", b"a = " + b"[" * 3000 + b"]" * 3000, "nested too deep"),
+        ("inline tables 3000 deep", b"a = " + b"{b = " * 3000 + b"1" + b"}" * 3000, "nested too deep"),
     ],
 )
 def test_unreadable_configuration(
@@ -238,7 +248,7 @@ def test_wrong_models(tmp_path: Path, models_dir: Path, case: str, model, phrase
     assert "Traceback" not in r.stderr
 
 
-GOOD_SCORE = {"camera": "c", "wall_time": 1.8e9, "score": 0.5, "descriptions": ["x"]}
+GOOD_SCORE = {"camera": "c", "wall_time": 1.7e9, "score": 0.5, "descriptions": ["x"]}
 
 
 def _nested(depth: int) -> bytes:
@@ -289,7 +299,7 @@ def test_malformed_mqtt_messages_are_counted_and_ignored(kind: str, case: str, p
     assert decoder.decode(topic, payload) == []
     assert feed.malformed == 1
     good = json.dumps(GOOD_SCORE).encode()
-    assert decoder.decode("llmvad/c/rules/anomaly/score", good) == [ScorePoint("c", 1.8e9, 0.5, "x")]
+    assert decoder.decode("llmvad/c/rules/anomaly/score", good) == [ScorePoint("c", 1.7e9, 0.5, "x")]
 
 
 def test_endless_new_camera_names_are_bounded(qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -307,3 +317,105 @@ def test_endless_new_camera_names_are_bounded(qtbot) -> None:  # type: ignore[no
     window.pump()
     assert len(window.panels) == window.max_cameras == 64
     assert feed.malformed == 300 - 64  # the rest were counted, not shown
+
+
+def _odd_source(tmp_path: Path, case: str) -> str:
+    """The ``--source`` argument of one case."""
+    if case == "a FIFO":
+        os.mkfifo(tmp_path / "pipe.mp4")
+        return str(tmp_path / "pipe.mp4")
+    if case == "a symlink loop":
+        (tmp_path / "a.mp4").symlink_to(tmp_path / "b.mp4")
+        (tmp_path / "b.mp4").symlink_to(tmp_path / "a.mp4")
+        return str(tmp_path / "a.mp4")
+    if case == "a name over 255 bytes":
+        return str(tmp_path / ("n" * 300 + ".mp4"))
+    if case == "a path over 4096 bytes":
+        return str(tmp_path / ("d/" * 2100) / "x.mp4")
+    return {"a device": "/dev/zero", "standard input": "-", "a file URL": f"file://{tmp_path}/gone.mp4"}.get(case, case)
+
+
+ARGUMENTS = [
+    # (case, the arguments after `run`, a phrase of the one error line)
+    ("instance with MQTT wildcards", ["--instance", "a/b/#", "--source", "x.mp4"], "--instance 'a/b/#'"),
+    ("max seconds nan", ["--max-seconds", "nan", "--source", "x.mp4"], "--max-seconds nan"),
+    ("max seconds inf", ["--max-seconds", "inf", "--source", "x.mp4"], "--max-seconds inf"),
+    ("max seconds 1e308", ["--max-seconds", "1e308", "--source", "x.mp4"], "--max-seconds 1e+308"),
+    ("empty source", ["--source", ""], "--source '': empty"),
+    ("unknown scheme", ["--source", "foo://x"], "unknown URL scheme 'foo://'"),
+    ("stream URL without a host", ["--source", "rtsp://"], "names no host"),
+    ("port out of range", ["--source", "rtsp://u:hunter2pw@h:99999/x"], "port is out of range"),
+]
+SOURCES = [
+    # (case, what the line about the camera says)
+    ("a FIFO", "is a named pipe (FIFO), not a video file"),
+    ("a device", "is a device, not a video file"),
+    ("a symlink loop", "a loop of symbolic links"),
+    ("standard input", "standard input cannot be a source"),
+    ("a file URL", "gone.mp4: file not found"),
+    ("a name over 255 bytes", "path too long"),
+    ("a path over 4096 bytes", "path too long"),
+]
+
+
+@pytest.mark.parametrize(("case", "args", "phrase"), ARGUMENTS, ids=[a[0] for a in ARGUMENTS])
+def test_bad_arguments(tmp_path: Path, case: str, args: list[str], phrase: str) -> None:
+    r = subprocess.run(monitor_command("run", *args), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: ") and phrase in line, line
+    assert "hunter2" not in r.stderr
+
+
+@pytest.mark.parametrize(("case", "phrase"), SOURCES, ids=[s[0] for s in SOURCES])
+def test_sources_that_are_not_video_files(tmp_path: Path, case: str, phrase: str) -> None:
+    source = _odd_source(tmp_path, case)
+    r = subprocess.run(
+        monitor_command("run", "--source", source, "--output", tmp_path / "out"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if "ERROR" in line or line.startswith("error: ")]
+    assert len(errors) == 2 and phrase in errors[0], r.stderr[-2000:]  # why, then "none can be read"
+    assert errors[1] == "error: none of the sources can be read"
+    assert "Traceback" not in r.stderr and len(r.stderr) < 2000  # a long path is shown short
+
+
+@pytest.mark.parametrize(
+    ("since", "phrase"), [("1000000d", "before 1970"), ("nan", "not a number"), ("1e400d", "cannot read")]
+)
+def test_summary_periods_out_of_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], since: str, phrase: str
+) -> None:
+    from monitor.live.summary import parse_request
+
+    with pytest.raises(ValueError, match=phrase):  # asked over MQTT: the answer's error says it
+        parse_request(json.dumps({"since": since}).encode(), ["door"])
+    db = tmp_path / "events.sqlite"
+    EventStore(db).close()
+    assert main(["summarize", "--db", str(db), "--since", since]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and phrase in line and since in line
+
+
+async def test_a_stream_that_never_connects_fails_the_run(tmp_path: Path) -> None:
+    """A live camera that delivered no frame in the whole run is a source that could not be read (exit 1),
+    unlike one that had outages."""
+    from monitor.config import validate
+    from monitor.live.monitor import Monitor
+    from tests.helpers.broker import free_port
+    from tests.helpers.fakes import FakeModel, fake_engine
+
+    clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=10)
+    cameras = [
+        {"name": "gone", "url": f"rtsp://127.0.0.1:{free_port()}/x", "reconnect_initial_s": 0.2},
+        {"name": "door", "url": str(clip), "realtime": True, "loop": True},
+    ]
+    cfg = validate({"cameras": cameras, "store": {"enabled": False}}, env={})
+    summary = await Monitor(cfg, models=fake_engine(FakeModel(), cfg), sinks=[], max_seconds=3).run()
+    (failed,) = summary.failed
+    assert failed.camera == "gone" and failed.source_error is not None
+    assert failed.source_error.startswith("never connected: ")

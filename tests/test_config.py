@@ -103,10 +103,7 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad.write_text('[alerting]\nthreshold = "high"\n')
     assert main(["check-config", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        f"error: {bad}: alerting.threshold: Input should be a valid number, unable to parse string as a "
-        "number (got 'high')"
-    ]
+    assert err == [f"error: {bad}: alerting.threshold: expected a number, not a text (got 'high')"]
     assert main(["check-config", str(tmp_path / "nope.toml")]) == 2
     assert "file not found" in capsys.readouterr().err
 

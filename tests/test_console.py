@@ -557,3 +557,77 @@ def test_odd_times_and_values_do_not_spoil_a_camera(qtbot) -> None:
     (point,) = dec.decode("llmvad/c/rules/anomaly/score", json.dumps(body).encode())
     assert point.description == "(no text)"
     shot(win, "console-odd-values")
+
+
+XVFB_WINDOW = """
+import json, sys, time
+from PySide6 import QtWidgets
+from monitor.console.feed import ConsoleFeed, ScorePoint
+from monitor.console.window import ConsoleWindow
+
+app = QtWidgets.QApplication([])
+feed = ConsoleFeed()
+window = ConsoleWindow(feed)
+window.resize(1000, 700)
+window.show()
+now = time.time()
+for i in range(30):
+    feed.push(ScorePoint("door", now - 30 + i, 0.2 + 0.02 * i, "a person walks by"))
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and not (window.windowHandle() and window.windowHandle().isExposed()):
+    app.processEvents()
+    time.sleep(0.02)
+for _ in range(20):
+    window.pump()
+    app.processEvents()
+    time.sleep(0.02)
+screen = app.primaryScreen().grabWindow(0).toImage()
+screen.save(sys.argv[1])
+colours = {screen.pixel(x, y) for x in range(0, screen.width(), 8) for y in range(0, screen.height(), 8)}
+print(json.dumps({"platform": app.platformName(), "exposed": window.windowHandle().isExposed(),
+                  "panels": sorted(window.panels), "colours": len(colours)}))
+"""
+
+
+def test_the_console_opens_a_real_window_under_xvfb(tmp_path: Path) -> None:
+    """Through Qt's xcb plugin on a real (virtual) X display, as on a desktop: the window opens, draws a
+    camera's curve, and ``monitor console`` runs and stops on SIGTERM (not exit 134 for a missing library)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers.xvfb import xvfb_display
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with xvfb_display() as display:
+        env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
+        r = subprocess.run(
+            [sys.executable, "-c", XVFB_WINDOW, str(SHOTS / "console-xvfb.png")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        seen = json.loads(r.stdout.strip().splitlines()[-1])
+        assert seen["platform"] == "xcb" and seen["exposed"] and seen["panels"] == ["door"]
+        assert seen["colours"] > 3  # the screen shows a drawn window, not a blank display
+        broker = Broker(tmp_path / "broker").start()
+        try:
+            con = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "console", "--broker", f"mqtt://127.0.0.1:{broker.port}"],
+                cwd=tmp_path,
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert con.stderr is not None
+            err = ""
+            while "console: connected to" not in err and con.poll() is None:
+                err += con.stderr.readline()
+            assert con.poll() is None, err
+            con.send_signal(signal.SIGTERM)
+            err += con.communicate(timeout=30)[1]
+            assert con.returncode == 0, err
+        finally:
+            broker.stop()

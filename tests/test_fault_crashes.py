@@ -86,8 +86,12 @@ every_n_frames = 5
     stored: set[str] = set()
     kills = 0
 
+    logs: list[Path] = []
+
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        logs.append(tmp_path / f"run{len(logs)}.log")
+        with logs[-1].open("wb") as err:
+            return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
 
     def new_events() -> list[str]:
         return [x["after"]["id"] for x in lines(out / "results.jsonl") if x.get("type") == "new"]
@@ -118,7 +122,11 @@ every_n_frames = 5
                 every=0.1,
             )
             proc.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(proc.wait, 60) == 0
+            try:
+                assert await asyncio.to_thread(proc.wait, 60) == 0, logs[-1].read_text()[-3000:]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise AssertionError(f"no exit 60 s after SIGTERM:\n{logs[-1].read_text()[-3000:]}") from None
             await asyncio.sleep(1.0)
         return sub
 

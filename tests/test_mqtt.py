@@ -501,6 +501,7 @@ async def test_two_monitors_with_one_name_are_told_once(
     try:
         for sink in sinks:
             await sink.open()
+
         def outages() -> int:
             return sum("unavailable" in r.getMessage() for r in caplog.records)
 
@@ -512,3 +513,38 @@ async def test_two_monitors_with_one_name_are_told_once(
     finally:
         for sink in sinks:
             await sink.close()
+
+
+async def test_a_close_ends_the_connection_even_when_its_cut_raises(broker: Broker, tmp_path: Path) -> None:
+    """Closing while a part of the connection answers its cancellation with an MQTT error (as a cut
+    connection does): Python 3.11's TaskGroup hands that error up instead of the cancellation, and the
+    connection must not take it for an outage and reconnect for ever (a stopped monitor that never exits)."""
+    import aiomqtt
+
+    from sinks.mqtt_connection import MqttConnection
+    from tests.test_operator_controls import publish
+
+    pfx = prefix()
+    inside = asyncio.Event()
+
+    class CutOnCancel:
+        subscriptions = (f"{pfx}/poke",)
+
+        async def on_message(self, topic: str, payload: bytes) -> None:
+            inside.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                raise aiomqtt.MqttError("Disconnected during message iteration") from None
+
+    cfg = mqtt_cfg(broker.port, pfx, outbox=str(tmp_path / "o.sqlite"))
+    conn = MqttConnection(cfg, client_id=f"mon-{pfx}", available=f"{pfx}/available")
+    conn.listen(CutOnCancel())
+    await conn.open()
+    await asyncio.wait_for(conn.connected.wait(), 30)
+    await publish(broker.port, f"{pfx}/poke", b"x")
+    await asyncio.wait_for(inside.wait(), 30)
+    await conn.close()
+    assert conn._task is not None and conn._task.done()
+    await asyncio.sleep(0.5)
+    assert not conn.connected.is_set() and conn.stats.outages == 0

@@ -25,6 +25,9 @@ from pipeline.settings import Settings
 from pipeline.summaries import SummarySettings
 from pipeline.windows import WindowSettings
 
+INSTANCE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""An instance name: it goes into MQTT topics, client ids and file names."""
+
 
 class AppConfig(Settings):
     """The whole configuration (``config.toml``).
@@ -37,7 +40,7 @@ class AppConfig(Settings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     instance: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        pattern=INSTANCE_PATTERN,
         title="This monitor instance's name (MQTT client id, availability, state files); unset: the host name "
         "and a hash of the cameras it runs",
     )

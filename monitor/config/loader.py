@@ -15,9 +15,11 @@ from pydantic import ValidationError
 from monitor.config.app_config import AppConfig
 from monitor.config.cameras import inherited_error
 from pipeline.calibration import JudgeCalibration
+from pipeline.redaction import redact_url
 
 SECRET_KEYS = frozenset({"password", "api_key", "token"})
 """Keys whose values a config error never shows."""
+TOO_DEEP = "nested too deep (tables or arrays within each other hundreds of times)"
 _KEYED = re.compile(r"^([a-z_]+(?:\.[a-z_0-9]+)+): (.+)$", re.S)
 """A cross-section rule's message names its key first ("judge.calibration: ...")."""
 
@@ -65,11 +67,13 @@ def _value_at(data: Any, loc: tuple[int | str, ...]) -> tuple[bool, Any]:
 def validate(data: Mapping[str, Any], *, source: str = "config", env: Mapping[str, str] | None = None) -> AppConfig:
     """Validate a parsed configuration mapping; raise :class:`ConfigError` naming every bad key."""
     problems: list[tuple[str, str]] = []
-    data = _substitute_env(dict(data), "", os.environ if env is None else env, problems)
-    if problems:
-        raise ConfigError(source, problems)
     try:
+        data = _substitute_env(dict(data), "", os.environ if env is None else env, problems)
+        if problems:
+            raise ConfigError(source, problems)
         return AppConfig.model_validate(data)
+    except RecursionError:
+        raise ConfigError(source, [("", TOO_DEEP)]) from None
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -83,7 +87,7 @@ def validate(data: Mapping[str, Any], *, source: str = "config", env: Mapping[st
             found, value = _value_at(data, loc)
             secret = any(isinstance(p, str) and p in SECRET_KEYS for p in loc)
             if found and not secret and err["type"] != "extra_forbidden" and not isinstance(value, dict | list):
-                shown = repr(value)
+                shown = repr(redact_url(value) if isinstance(value, str) else value)
                 msg = f"{msg} (got {shown[:80] + '...' if len(shown) > 80 else shown})"
             problems.append((".".join(str(p) for p in loc), msg))
         raise ConfigError(source, problems) from None
@@ -152,6 +156,8 @@ def load(path: Path | str, *, env: Mapping[str, str] | None = None, calibration:
         raise ConfigError(str(path), [("", "not UTF-8 text")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [("", f"invalid TOML: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError(str(path), [("", TOO_DEEP)]) from None
     if not calibration and isinstance(data.get("judge"), dict):
         data["judge"] = {k: v for k, v in data["judge"].items() if k != "calibration"}
     cfg = validate(data, source=str(path), env=env)

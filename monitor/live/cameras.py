@@ -74,8 +74,10 @@ class CameraParts:
         )
 
     def summary(self) -> CameraSummary:
-        """The camera's figures; ``source_error`` only for a file that could not be read through."""
+        """The camera's figures; ``source_error`` for a file that could not be read through or a stream
+        that never delivered a frame (its last error), not for a stream that had outages."""
         st, c = self.source.stats, self.stage.counters
+        error = st.error if not self.source.live or st.frames_read == 0 else None
         return CameraSummary(
             camera=self.name,
             frames_read=st.frames_read,
@@ -86,7 +88,7 @@ class CameraParts:
             windows=c.windows,
             events=c.events,
             errors=c.errors,
-            source_error=None if self.source.live else st.error,
+            source_error=None if error is None else f"never connected: {error}" if self.source.live else error,
         )
 
 

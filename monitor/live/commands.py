@@ -9,43 +9,45 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from monitor.config import AppConfig, load
+from monitor.config import AppConfig, ConfigError, load
 from monitor.live.monitor import Monitor, RunSummary
 from monitor.live.sinks import build_sinks
 from monitor.logs import setup_logging
 from monitor.models import build_client
 from monitor.options import (
     EXIT_FAILED,
+    EXIT_GRACE_S,
     EXIT_INTERRUPTED,
     EXIT_OK,
     configured_secrets,
+    exit_now,
     fail,
     file_mode,
     for_instance,
     load_config,
+    out_within,
     parse_shard,
     select_cameras,
     with_overrides,
 )
+from pipeline.locations import file_problem, shown
 from pipeline.redaction import redact_url
 from sinks.event_store import EventStore
 
 log = logging.getLogger("monitor")
 
 
-def _existing_files(cfg: AppConfig) -> AppConfig:
-    """Report file sources that do not exist (one line each) and leave them out."""
+def _readable_files(cfg: AppConfig) -> AppConfig:
+    """Report file sources that cannot be read (one line each: why) and leave them out."""
     keep = []
     for cam in cfg.cameras:
-        if not cam.is_live and not Path(cam.url).is_file():
-            what = "is a directory, not a video file" if Path(cam.url).is_dir() else "file not found"
-            log.error("camera %r: %s: %s", cam.name, cam.url, what)
+        if not cam.is_live and (problem := file_problem(cam.url)):
+            log.error("camera %r: %s: %s", cam.name, shown(cam.url), problem)
         else:
             keep.append(cam)
     return cfg.replace(cameras=tuple(keep))
@@ -85,7 +87,7 @@ def run(
     cfg = for_instance(cfg, instance)
     log.info("instance %s: cameras %s", cfg.instance, ", ".join(c.name for c in cfg.cameras))
     requested = len(cfg.cameras)
-    cfg = _existing_files(cfg)
+    cfg = _readable_files(cfg)
     missing = requested - len(cfg.cameras)
     if not cfg.cameras:
         return fail("none of the sources can be read")
@@ -125,9 +127,15 @@ def run(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig.name)
-        return outcome(await monitor.run(stop))
+        code = outcome(await monitor.run(stop))
+        way_out.append(out_within(EXIT_GRACE_S, code))
+        return code
 
-    return asyncio.run(main())
+    way_out: list[threading.Timer] = []
+    code = asyncio.run(main())
+    for timer in way_out:
+        timer.cancel()
+    return code
 
 
 def leave(code: int, summary: RunSummary) -> int:
@@ -137,17 +145,20 @@ def leave(code: int, summary: RunSummary) -> int:
     behind = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
     busy = [n for n in behind if n.startswith(("load-models", "engine-", "prepare-", "decode-"))]
     if summary.abandoned or busy:
-        log.info("leaving now; still busy: %s", ", ".join(summary.abandoned or busy))
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        exit_now(code, f"still busy: {', '.join(summary.abandoned or busy)}")
     return code
 
 
 def check_config(path: Path) -> int:
     """``monitor check-config``: validate a configuration and summarise it."""
     cfg = load(path)
+    unreadable = [
+        (f"cameras.{i}.url", f"{problem} (got {shown(cam.url)!r})")
+        for i, cam in enumerate(cfg.cameras)
+        if not cam.is_live and (problem := file_problem(cam.url))
+    ]
+    if unreadable:  # `monitor run` would go on with the others; a check says so as an error
+        raise ConfigError(str(path), unreadable)
     print(f"{path}: OK")
     m = cfg.model
     print(f"  model: {m.id} ({m.backend}, device {m.device}, dtype {m.dtype}, batch {m.max_batch})")
@@ -155,7 +166,7 @@ def check_config(path: Path) -> int:
     print(f"  windows: size {cfg.windows.size}, stride {cfg.windows.stride}; alert threshold {cfg.alerting.threshold}")
     for cam in cfg.cameras:
         kind = "live" if cam.is_live else ("file, paced" if cam.realtime else "file")
-        print(f"  camera {cam.name}: {redact_url(cam.url)} ({kind})")
+        print(f"  camera {cam.name}: {shown(redact_url(cam.url))} ({kind})")
     return EXIT_OK
 
 

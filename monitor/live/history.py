@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -15,23 +17,32 @@ from sinks.event_store import EventStore, StoredEvent
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+LAST_TIME = 253402300800.0
+"""9999-12-31 23:59:59 UTC, a second after: the last time a date can show."""
 SEVERITY_NAMES = {0: "0 noting", 1: "1 suspicious", 2: "2 dangerous"}
 
 
 def parse_time(text: str, *, now: float | None = None) -> float:
     """A Unix time from ``2h``/``30m``/``7d`` (that long ago), an ISO 8601 date-time (local time when no
-    zone is given) or a Unix timestamp. Raises ValueError naming the text."""
+    zone is given) or a Unix timestamp, from 1970 to 9999. Raises ValueError naming the text."""
     text = text.strip()
+    usage = "use e.g. 2h, 30m, 7d, 2026-11-25T14:00 or a Unix time"
+    t: float | None = None
     if m := _RELATIVE.match(text):
-        return (now or time.time()) - float(m.group(1)) * _UNITS[m.group(2)]
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ValueError(f"cannot read time {text!r}: use e.g. 2h, 30m, 7d, 2026-11-25T14:00 or a Unix time") from None
+        t = (now or time.time()) - float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        with contextlib.suppress(ValueError):
+            t = float(text)
+        if t is None:
+            try:
+                t = datetime.fromisoformat(text).timestamp()
+            except (ValueError, OverflowError, OSError):
+                raise ValueError(f"cannot read time {text!r}: {usage}") from None
+    if not math.isfinite(t):
+        raise ValueError(f"cannot read time {text!r}: not a number; {usage}")
+    if not 0 <= t < LAST_TIME:
+        raise ValueError(f"time {text!r} is {'before 1970' if t < 0 else 'after 9999'}; {usage}")
+    return t
 
 
 def _clock(t: float | None) -> str:

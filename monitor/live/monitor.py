@@ -57,7 +57,7 @@ class RunSummary:
 
     @property
     def failed(self) -> tuple[CameraSummary, ...]:
-        """Cameras whose file source could not be read through."""
+        """Cameras whose source could not be read: a file not read through, a stream never connected."""
         return tuple(c for c in self.cameras if c.source_error is not None)
 
 
@@ -278,6 +278,7 @@ class Monitor:
         loaded: Future[ModelClient] = Future()
 
         def load() -> None:
+            loaded.set_running_or_notify_cancel()  # running: a stop leaves it, it cannot be cancelled
             try:
                 loaded.set_result(self.load_models())  # type: ignore[misc]
             except BaseException as exc:

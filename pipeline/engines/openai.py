@@ -417,7 +417,6 @@ class OpenAIClient:
             )
         log.info("model server %s serves %s", self.where, s.model)
 
-
     async def _ask_slots(self) -> None:
         """Fit the requests in flight to the server's parallel slots where it says (llama.cpp's ``/props``:
         ``total_slots``), so that requests do not queue there until they time out."""
