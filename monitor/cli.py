@@ -105,6 +105,12 @@ def _event_show(args: argparse.Namespace) -> int:
     )
 
 
+def _forget_instance(args: argparse.Namespace) -> int:
+    from monitor.live.commands import forget_instance
+
+    return forget_instance(config=args.config, instance=args.instance, dry_run=args.dry_run)
+
+
 def _batch(args: argparse.Namespace) -> int:
     from monitor.offline.commands import batch
 
@@ -266,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep = _command(sub, "report", _report, "one self-contained HTML page of a batch run")
     rep.add_argument("dir", type=Path, metavar="DIR")
     rep.add_argument("--output", type=Path, metavar="FILE", help="default: DIR/report.html")
+
+    fgt = _command(
+        sub, "forget-instance", _forget_instance, "clear what a renamed or retired instance left on the MQTT broker"
+    )
+    fgt.add_argument("instance", metavar="NAME", help="the instance's name (its availability topic says it)")
+    fgt.add_argument("--config", type=Path, help="configuration file (the broker: [mqtt])")
+    fgt.add_argument("--dry-run", action="store_true", help="list what would be cleared, clear nothing")
 
     summ = _command(sub, "summarize", _summarize, "what happened in a period: events and the model's summary")
     summ.add_argument("--config", type=Path, help="configuration file (the history and the model)")

@@ -43,6 +43,35 @@ OUTBOX_ERRORS = (sqlite3.Error, OSError)
 """What a write to the outbox raises when it cannot keep a message (a full disk, a broken file)."""
 
 
+def mqtt_client(cfg: MqttSettings, client_id: str, *, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+    """A client for the configured broker: its address, login, TLS and keepalive."""
+    tls_params = None
+    if cfg.tls is not None:
+        tls_params = aiomqtt.TLSParameters(
+            ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+            certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+            keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+            cert_reqs=ssl.CERT_NONE if cfg.tls.insecure else ssl.CERT_REQUIRED,
+        )
+    return aiomqtt.Client(
+        cfg.host,
+        cfg.port,
+        identifier=client_id,
+        username=cfg.username,
+        password=cfg.password,
+        will=will,
+        tls_params=tls_params,
+        tls_insecure=cfg.tls.insecure if cfg.tls is not None else None,
+        keepalive=cfg.keepalive_s,
+        timeout=10.0,
+    )
+
+
+async def forget_topics(client: aiomqtt.Client, topics: Sequence[str]) -> None:
+    """Clear the retained message of each topic (an empty retained message, which the broker drops)."""
+    await asyncio.gather(*(client.publish(t, b"", qos=1, retain=True, timeout=5.0) for t in topics))
+
+
 def _is_auth_failure(exc: BaseException) -> bool:
     rc = getattr(exc, "rc", None)
     if isinstance(rc, ReasonCode):
@@ -132,6 +161,8 @@ class MqttConnection:
         self._closed = False
         self._stopping = False
         """Set as the connection task is cancelled: whatever it catches then is the end, not an outage."""
+        self.retained: set[str] = set()
+        """The topics this connection has published retained messages to: what a forgetting close clears."""
         self._rng = random.Random()
 
     @property
@@ -157,13 +188,18 @@ class MqttConnection:
     def persist(self, messages: Sequence[OutMessage]) -> None:
         """Write messages to the outbox now, on the caller's thread (a few milliseconds); if it cannot keep
         them, they are kept in memory and go out all the same (:meth:`_keep`)."""
+        self._note(messages)
         self._keep(messages)
         self._added(len(messages))
 
     async def enqueue(self, messages: Sequence[OutMessage]) -> None:
         """Write messages to the outbox (from its own thread); they go out in order, once each."""
+        self._note(messages)
         await self._in_db(self._keep, messages)
         self._added(len(messages))
+
+    def _note(self, messages: Sequence[OutMessage]) -> None:
+        self.retained.update(m.topic for m in messages if m.retain and m.payload)
 
     def _added(self, n: int) -> None:
         self.stats.pending += n
@@ -213,6 +249,7 @@ class MqttConnection:
 
     async def publish_state(self, msg: OutMessage) -> None:
         """Send a message now if connected, else drop it (counted)."""
+        self._note([msg])
         client = self._client
         if client is None or not self.connected.is_set():
             self.stats.dropped += 1
@@ -224,13 +261,16 @@ class MqttConnection:
 
     async def send(self, messages: Sequence[OutMessage]) -> None:
         """Publish messages directly while connected (what is resent on every connect anyway)."""
+        self._note(messages)
         client = self._client
         if client is not None and self.connected.is_set():
             for msg in messages:
                 await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
 
-    async def close(self) -> None:
-        """Deliver what can be delivered within ``flush_timeout_s``, say offline, disconnect (once)."""
+    async def close(self, *, forget: bool = False) -> None:
+        """Deliver what can be delivered within ``flush_timeout_s``, say offline, disconnect (once).
+        ``forget``: instead of offline, clear every retained message this connection published and its
+        availability, so nothing of this instance stays on the broker (Home Assistant drops its entities)."""
         if self._closed:
             return
         self._closed = True
@@ -241,7 +281,11 @@ class MqttConnection:
             client = self._client
             if client is not None and self.connected.is_set():
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                    await client.publish(self.available, OFFLINE, qos=1, retain=True, timeout=1.0)
+                    if forget:
+                        await forget_topics(client, [*sorted(self.retained), self.available])
+                        log.info("MQTT: cleared the %d retained messages of this instance", len(self.retained) + 1)
+                    else:
+                        await client.publish(self.available, OFFLINE, qos=1, retain=True, timeout=1.0)
         finally:
             if self._task is not None:
                 self._stopping = True
@@ -269,27 +313,7 @@ class MqttConnection:
     # -- internals ---------------------------------------------------------------------------------
 
     def _client_for(self) -> aiomqtt.Client:
-        c = self.cfg
-        tls_params = None
-        if c.tls is not None:
-            tls_params = aiomqtt.TLSParameters(
-                ca_certs=str(c.tls.ca_file) if c.tls.ca_file else None,
-                certfile=str(c.tls.cert_file) if c.tls.cert_file else None,
-                keyfile=str(c.tls.key_file) if c.tls.key_file else None,
-                cert_reqs=ssl.CERT_NONE if c.tls.insecure else ssl.CERT_REQUIRED,
-            )
-        client = aiomqtt.Client(
-            c.host,
-            c.port,
-            identifier=self.client_id,
-            username=c.username,
-            password=c.password,
-            will=aiomqtt.Will(self.available, OFFLINE, qos=1, retain=True),
-            tls_params=tls_params,
-            tls_insecure=c.tls.insecure if c.tls is not None else None,
-            keepalive=c.keepalive_s,
-            timeout=10.0,
-        )
+        client = mqtt_client(self.cfg, self.client_id, will=aiomqtt.Will(self.available, OFFLINE, qos=1, retain=True))
         client.pending_calls_threshold = 4 * DELIVERY_WINDOW  # we keep a window of publishes in flight
         return client
 
@@ -303,7 +327,9 @@ class MqttConnection:
                 async with self._client_for() as client:
                     self._client = client
                     await client.publish(self.available, ONLINE, qos=1, retain=True)
-                    for msg in self.greeting():
+                    greeting = self.greeting()
+                    self._note(greeting)
+                    for msg in greeting:
                         await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                     for topic in {t for listener in self._listeners for t in listener.subscriptions}:
                         await client.subscribe(topic, qos=1)

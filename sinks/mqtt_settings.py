@@ -57,6 +57,11 @@ class MqttSettings(Settings):
     )
     reconnect_initial_s: float = Field(1.0, gt=0, le=600)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    forget_on_stop: bool = Field(
+        False,
+        title="On a clean stop, clear what this instance keeps retained on the broker (Home Assistant devices, "
+        "settings, availability): for an instance that will not run again under its name",
+    )
     snapshot_max_bytes: int = Field(4_000_000, ge=1024, le=256_000_000, title="Larger snapshots are not sent")
 
     @model_validator(mode="after")

@@ -124,4 +124,4 @@ class MqttSink:
             await self.connection.publish_state(self.topics.status_message(record))
 
     async def close(self) -> None:
-        await self.connection.close()
+        await self.connection.close(forget=self.connection.cfg.forget_on_stop)

@@ -297,3 +297,37 @@ def summarize(
         output.write_text(text, encoding="utf-8")
         print(f"summary written to {output}")
     return EXIT_OK
+
+
+def forget_instance(*, config: Path | None, instance: str, dry_run: bool = False) -> int:
+    """``monitor forget-instance``: clear the retained messages ``instance`` left on the configured broker
+    (its Home Assistant devices, its cameras' states and settings, its availability). Exit status 0 done,
+    1 the broker cannot be reached, 2 the instance is online."""
+    import aiomqtt
+
+    from sinks.mqtt_forget import InstanceOnline
+    from sinks.mqtt_forget import forget_instance as forget
+
+    cfg = load_config(config)
+    setup_logging(cfg.log_level, configured_secrets(cfg))
+    where = f"{cfg.mqtt.host}:{cfg.mqtt.port}"
+    try:
+        found = asyncio.run(forget(cfg.mqtt, instance, dry_run=dry_run))
+    except InstanceOnline as exc:
+        return fail(str(exc))
+    except aiomqtt.MqttError as exc:
+        return fail(f"MQTT broker {where}: {exc}", EXIT_FAILED)
+    if not found.topics:
+        known = ", ".join(f"{name} ({state})" for name, state in sorted(found.others.items())) or "none"
+        print(f"nothing retained of instance {instance!r} on {where} (instances there: {known})")
+        return EXIT_OK
+    verb = "would clear" if dry_run else "cleared"
+    print(f"{verb} {len(found.topics)} retained messages of instance {instance!r} on {where}:")
+    print(f"  {len(found.discovery)} Home Assistant entities")
+    for camera, topics in found.cameras.items():
+        print(f"  camera {camera}: {len(topics)} states and settings")
+    if found.availability:
+        print(f"  its availability ({found.availability})")
+    for topic in found.topics if dry_run else ():
+        print(f"    {topic}")
+    return EXIT_OK

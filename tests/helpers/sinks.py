@@ -46,7 +46,11 @@ class CollectingSink:
 
 
 def mqtt_sink(
-    settings: MqttSettings, cameras: Sequence[str], *, rules: Mapping[str, Sequence[str]] | None = None
+    settings: MqttSettings,
+    cameras: Sequence[str],
+    *,
+    rules: Mapping[str, Sequence[str]] | None = None,
+    instance: str = "",
 ) -> MqttSink:
     """The monitor's MQTT sink for ``cameras`` (with only the general rule, unless ``rules`` says)."""
-    return MqttSink.from_settings(settings, rules or {c: [GENERAL_RULE] for c in cameras})
+    return MqttSink.from_settings(settings, rules or {c: [GENERAL_RULE] for c in cameras}, instance=instance)
