@@ -145,7 +145,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from monitor.offline.commands import report_page
 
-    return report_page(run_dir=args.dir, output=args.output)
+    return report_page(run_dir=args.dir, output=args.output, config=args.config)
 
 
 def _eval_judge(args: argparse.Namespace) -> int:
@@ -269,8 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     evl.add_argument("--output", type=Path, metavar="FILE", help="figures as JSON (default: DIR/eval_FORMAT.json)")
     evl.add_argument("--llmvad-fps", type=float, default=30.0, help="frame rate behind LLMVAD pickles (default 30)")
 
-    rep = _command(sub, "report", _report, "one self-contained HTML page of a batch run")
-    rep.add_argument("dir", type=Path, metavar="DIR")
+    rep = _command(sub, "report", _report, "one self-contained HTML page of a run's folder or a batch run")
+    rep.add_argument(
+        "dir",
+        type=Path,
+        metavar="DIR",
+        nargs="?",
+        help="a run's results or a batch's outputs (default: the latest run)",
+    )
+    rep.add_argument("--config", type=Path, help="configuration file (where runs go, the threshold drawn)")
     rep.add_argument("--output", type=Path, metavar="FILE", help="default: DIR/report.html")
 
     fgt = _command(

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS events (
     end_time REAL, peak_score REAL NOT NULL, score REAL NOT NULL, peak_frame_index INTEGER NOT NULL,
     explanation TEXT, descriptions TEXT NOT NULL, snapshot BLOB, updated_wall REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start_wall);
+CREATE TABLE IF NOT EXISTS runs (
+    started REAL NOT NULL, instance TEXT NOT NULL, judge TEXT NOT NULL, judge_backend TEXT NOT NULL,
+    results TEXT);
 """
 
 _GENERAL = f"'{GENERAL_RULE}'"
@@ -50,6 +53,18 @@ ADDED_COLUMNS = {"severity": "INTEGER NOT NULL DEFAULT 0", "clip": "TEXT", "rule
 """Columns of ``events`` that histories written by earlier versions lack (added when opened for writing)."""
 ADDED_SCORE_COLUMNS = {"rule": f"TEXT NOT NULL DEFAULT {_GENERAL}"}
 """The same for ``scores``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run that wrote to this history: when, which instance, the judge model it ran (an in-process
+    model's local folder made absolute, or a hub id; a server's model name) and where its results went."""
+
+    started: float
+    instance: str
+    judge: str
+    judge_backend: str
+    results: str | None = None
 
 
 def clip_dir(store: Path) -> Path:
@@ -146,6 +161,25 @@ class EventStore:
         self._db.close()
 
     # -- writing -----------------------------------------------------------------------------------
+
+    @_locked
+    def add_run(self, run: RunRecord) -> None:
+        """Note that a run writes here (``monitor summarize`` then uses the judge it ran)."""
+        self._db.execute(
+            "INSERT INTO runs (started, instance, judge, judge_backend, results) VALUES (?,?,?,?,?)",
+            (run.started, run.instance, run.judge, run.judge_backend, run.results),
+        )
+
+    @_locked
+    def last_run(self) -> RunRecord | None:
+        """The newest run noted here (None for a history of an earlier version, which noted none)."""
+        try:
+            row = self._db.execute(
+                "SELECT started, instance, judge, judge_backend, results FROM runs ORDER BY started DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.OperationalError:  # no such table
+            return None
+        return None if row is None else RunRecord(*row)
 
     @_locked
     def add_description(self, d: Description) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from pipeline.records import Description, Event, EventChange, Record, WindowScor
 from pipeline.settings import Settings, state_dir
 from pipeline.stats import counter, gauge
 from pipeline.supervision import restarting
-from sinks.event_store import EventStore
+from sinks.event_store import EventStore, RunRecord
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,8 +56,10 @@ class StoreSink:
 
     name = "store"
 
-    def __init__(self, settings: StoreSettings) -> None:
+    def __init__(self, settings: StoreSettings, *, run: RunRecord | None = None) -> None:
         self.path = Path(settings.path)
+        self.run = run
+        """The run to note in the history when it opens."""
         self.max_age_s = settings.max_age_days * 86400.0
         self.max_bytes = settings.max_size_mb * 1024 * 1024
         self.keep_descriptions = settings.descriptions
@@ -74,6 +77,11 @@ class StoreSink:
     async def open(self) -> None:
         self._store = store = await self._run(EventStore, self.path)
         closed = await self._run(store.close_open_events)
+        if self.run is not None:
+            try:
+                await self._run(store.add_run, self.run)
+            except (sqlite3.Error, OSError) as exc:  # a full disk: the run goes on, unnoted
+                log.warning("event store: cannot note this run in %s: %s", self.path, exc)
         if closed:
             log.info("event store: %d events left open by an earlier run were closed", closed)
         self._retention = asyncio.create_task(restarting("event store retention", self._retain), name="store-retention")

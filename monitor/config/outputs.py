@@ -13,8 +13,10 @@ class OutputConfig(Settings):
     """Where results go."""
 
     dir: Path = Field(
-        default_factory=lambda: state_dir() / "runs" / "latest", title="Folder for JSON lines and snapshots"
+        default_factory=lambda: state_dir() / "runs" / "{run}",
+        title="Folder for JSON lines and snapshots; {run} in it: a new folder per run, 'latest' beside it",
     )
+    keep_runs: int = Field(20, ge=1, le=100_000, title="Run folders kept ({run} in dir): the newest; older go")
     jsonl: bool = Field(True, title="Write results.jsonl: one line per description, score and event change")
     log_descriptions: bool = Field(False, title="Log every description at INFO (scores and events always are)")
     status_interval_s: float = Field(5.0, gt=0, le=3600, title="How often camera status is reported")

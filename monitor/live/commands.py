@@ -9,13 +9,16 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from monitor.config import AppConfig, ConfigError, load
+from monitor.live.history_file import find_history
 from monitor.live.monitor import Monitor, RunSummary
+from monitor.live.run_folder import start_run_folder
 from monitor.live.sinks import build_sinks
 from monitor.logs import setup_logging
 from monitor.models import build_client
@@ -91,6 +94,10 @@ def run(
     missing = requested - len(cfg.cameras)
     if not cfg.cameras:
         return fail("none of the sources can be read")
+    try:
+        cfg = start_run_folder(cfg)
+    except OSError as exc:
+        return fail(f"[outputs] dir: cannot make this run's folder: {exc.strerror or exc}: {exc.filename}")
     live = build_sinks(cfg)
     monitor = Monitor(
         cfg, load_models=lambda: build_client(cfg), sinks=live.sinks, max_seconds=max_seconds, mqtt=live.mqtt
@@ -102,6 +109,7 @@ def run(
 
     def outcome(summary: RunSummary) -> int:
         bad = summary.failed or summary.crashed or missing
+        print(next_steps(cfg, config=config, instance=instance), file=sys.stderr)
         return leave(EXIT_FAILED if bad else EXIT_OK, summary)
 
     if console:
@@ -138,6 +146,27 @@ def run(
     return code
 
 
+def next_steps(cfg: AppConfig, *, config: Path | None, instance: str | None) -> str:
+    """Where a run's results are and the commands that show them, as typed in the same folder."""
+    opts = "".join(f" {o} {v}" for o, v in (("--config", config), ("--instance", instance)) if v)
+    lines, commands = [], []
+    if cfg.outputs.jsonl:
+        lines.append(f"results: {cfg.outputs.dir} (results.jsonl, snapshots/)")
+    if cfg.store.enabled:
+        lines.append(f"history: {cfg.store.path}")
+        commands += [
+            (f"monitor events{opts}", "the events of the history"),
+            (f"monitor events show ID{opts}", "one event: its descriptions, its snapshot"),
+            (f"monitor summarize --since 1h{opts}", "what happened, in the judge model's words"),
+        ]
+    if cfg.outputs.jsonl:
+        commands.append((f"monitor report {cfg.outputs.dir}", "one HTML page of this run"))
+    if commands:
+        width = max(len(c) for c, _ in commands)
+        lines += ["look at them:", *(f"  {c.ljust(width)}  {what}" for c, what in commands)]
+    return "\n".join(lines)
+
+
 def leave(code: int, summary: RunSummary) -> int:
     """``code``, after a run. When something was left behind still busy (a model load, a generation that
     does not stop, a decode thread in a blocking open), the process ends now, as it is: everything of the
@@ -170,22 +199,36 @@ def check_config(path: Path) -> int:
     return EXIT_OK
 
 
-def _open_history(config: Path | None, db: Path | None, instance: str | None) -> EventStore:
-    """The event store of ``db`` or of the configuration's instance, read-only; FileNotFoundError saying
-    where it looked (and how a relative path was read) if there is none."""
+def _open_history(config: Path | None, db: Path | None, instance: str | None) -> tuple[EventStore, str | None]:
+    """The event store of ``db``, else of the instance named (``--instance`` or the configuration's), else
+    the most recently written one (:func:`find_history`), read-only, and its instance (None for ``db``);
+    FileNotFoundError says where it looked."""
     if db is not None:
-        where = f"{db.resolve()}" + (
-            "" if db.is_absolute() else f" (--db is relative to the working folder {Path.cwd()})"
-        )
-        path = db
-    else:
-        cfg = for_instance(load_config(config), instance)
-        path = cfg.store.path
-        how = f"[store] path of {config or 'the configuration'}; relative paths are read from its folder"
-        where = f"{path} ({how}; instance {cfg.instance})"
-    if not path.is_file():
-        raise FileNotFoundError(f"no event history at {where}")
-    return EventStore(path, readonly=True)
+        if not db.is_file():
+            relative = "" if db.is_absolute() else f" (--db is relative to the working folder {Path.cwd()})"
+            raise FileNotFoundError(f"no event history at {db.resolve()}{relative}")
+        return EventStore(db, readonly=True), None
+    found = find_history(load_config(config), instance)
+    if found.note:
+        print(found.note, file=sys.stderr)
+    return EventStore(found.path, readonly=True), found.instance
+
+
+def _summary_judge(cfg: AppConfig, store: EventStore, judge_model: str | None) -> tuple[AppConfig, str]:
+    """The configuration to summarise with, and what to say of its judge: ``--judge-model``, else the
+    judge the history's newest run ran when both it and this configuration judge in process (the model
+    that made the history is there), else the configured one."""
+    if judge_model:
+        return with_overrides(cfg, judge_model=judge_model), f"{judge_model} (--judge-model)"
+    if cfg.judge_backend == "openai":
+        server = cfg.judge.openai or cfg.model.openai
+        assert server is not None  # validated
+        return cfg, f"{server.model} on {server.base_url} ([judge] of the configuration)"
+    last = store.last_run()
+    if last is not None and last.judge_backend == "transformers" and last.judge:
+        named = f"{last.judge} (the judge of the run that wrote this history; --judge-model for another)"
+        return with_overrides(cfg, judge_model=last.judge), named
+    return cfg, f"{cfg.judge.model or cfg.model.id} (configured; --judge-model for another)"
 
 
 def events(
@@ -204,7 +247,7 @@ def events(
     try:
         since_t = parse_time(since) if since else None
         until_t = parse_time(until) if until else None
-        store = _open_history(config, db, instance)
+        store, _ = _open_history(config, db, instance)
     except (ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
     with contextlib.closing(store):
@@ -225,7 +268,7 @@ def event_show(
     from monitor.live.history import show
 
     try:
-        store = _open_history(config, db, instance)
+        store, _ = _open_history(config, db, instance)
     except FileNotFoundError as exc:
         return fail(str(exc))
     with contextlib.closing(store):
@@ -268,12 +311,13 @@ def summarize(
         until_t = parse_time(until, now=now) if until else now
         if until_t <= since_t:
             return fail(f"--until ({until}) must come after --since ({since})")
-        store = _open_history(config, db, instance)
+        store, owner = _open_history(config, db, instance)
     except (ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
     with contextlib.closing(store):
-        cfg = with_overrides(for_instance(load_config(config), instance), judge_model=judge_model)
+        cfg, judge = _summary_judge(for_instance(load_config(config), owner or instance), store, judge_model)
         setup_logging(log_level or cfg.log_level, configured_secrets(cfg))
+        print(f"summarize: loading the judge model {judge}", file=sys.stderr)
         models = build_client(cfg, describe=False)
 
         async def main() -> str:

@@ -172,13 +172,20 @@ def evaluate(
     return EXIT_OK
 
 
-def report_page(*, run_dir: Path, output: Path | None) -> int:
-    """``monitor report``: one self-contained HTML page of a batch run."""
+def report_page(*, run_dir: Path | None, output: Path | None, config: Path | None = None) -> int:
+    """``monitor report``: one self-contained HTML page of a run's folder (default: the latest run) or
+    of a batch run."""
+    from monitor.live.run_folder import latest_run
     from monitor.offline.report import write_report
 
+    cfg = load_config(config)
+    if run_dir is None:
+        run_dir = latest_run(cfg)
+        if run_dir is None:
+            return fail(f"no run yet in {cfg.outputs.dir.parent} (give the folder: monitor report DIR)")
     if not run_dir.is_dir():
         return fail(f"{run_dir}: not a folder")
-    print(write_report(run_dir, output))
+    print(write_report(run_dir, output, threshold=cfg.alerting.threshold))
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ def plot_scores(
     threshold: float,
     events: Sequence[tuple[float, float]] = (),
     truth: Sequence[tuple[float, float]] = (),
+    xlabel: str = "time in video (s)",
 ) -> Path:
     """Score over the video's time, held until the next window (as a live monitor sees it), with the
     threshold, the monitor's events and the ground truth shaded."""
@@ -37,7 +38,7 @@ def plot_scores(
     ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:g}")
     ax.set_xlim(0, max(duration, 1e-3))
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("time in video (s)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("score")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

@@ -76,7 +76,8 @@ def _explain_load_error(model: str, exc: BaseException) -> ModelLoadError:
             model,
             "the Hugging Face Hub cannot be reached and the model is not in the local cache",
             f"On a machine with internet access run `hf download {model} --local-dir DIR`, copy DIR here and "
-            "set [model].id (or --model) to DIR.",
+            "name DIR instead ([model] id or --model for the describing model, [judge] model or --judge-model "
+            "for the judge).",
         )
     return ModelLoadError(
         model,
