@@ -206,12 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_help = "configuration file (default: ./config.toml if present)"
 
     run = _command(sub, "run", _run, "run the pipeline on cameras or files")
+    run.epilog = (
+        "Results (results.jsonl, snapshots/) go to a new folder per run under STATE/runs/ (latest points at the "
+        "newest; STATE: $LLMVAD_STATE_DIR, else $XDG_STATE_HOME/llmvad, else ~/.local/state/llmvad), the event "
+        "history to STATE/<instance>/events.sqlite; [outputs] dir and [store] path move them. After the run "
+        "it prints where they are and the commands that show them."
+    )
     run.add_argument("--config", type=Path, help=cfg_help)
     run.add_argument("--source", action="append", metavar="URL_OR_PATH", help="replaces the configured cameras")
     run.add_argument("--model", metavar="ID_OR_DIR", help="vision-language model (hub id or local directory)")
     run.add_argument("--judge-model", metavar="ID_OR_DIR", help="separate text-only judge model")
     run.add_argument("--max-seconds", type=float, metavar="S", help="stop after this many seconds")
-    run.add_argument("--output", type=Path, metavar="DIR", help="folder for results.jsonl and snapshots")
+    run.add_argument(
+        "--output", type=Path, metavar="DIR", help="folder for results.jsonl and snapshots (default below)"
+    )
     run.add_argument("--shard", metavar="I/N", help="run the Ith of N shares of the cameras (sorted by name)")
     run.add_argument("--cameras", metavar="NAME,...", help="run only these configured cameras")
     run.add_argument("--console", action="store_true", help="open the operator console over this pipeline")
@@ -238,9 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     events = _command(sub, "events", _events, "list events from the history (or: events show ID)")
     events.add_argument("--config", type=Path, help="configuration file (where the history is)")
     events.add_argument("--db", type=Path, metavar="PATH", help="the history file (default: [store] path)")
-    events.add_argument("--camera", metavar="C")
+    events.add_argument("--camera", metavar="C", help="one camera (default: all)")
     events.add_argument("--since", metavar="T", help="e.g. 2h, 7d, 2026-11-25T08:00 or a Unix time")
-    events.add_argument("--until", metavar="T")
+    events.add_argument("--until", metavar="T", help="as --since (default: now)")
     events.add_argument("--format", choices=["table", "json", "csv"], default="table")
     show = _command(events.add_subparsers(dest="events_command", metavar="show"), "show", _event_show, "one event")
     show.add_argument("id", help="event id (or a unique prefix)")
@@ -322,7 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (run, con, batch, evl, cal, ev, summ):
         p.add_argument("--log-level", choices=LEVELS)
     for p in (run, con, events, summ):
-        p.add_argument("--instance", metavar="NAME", help="this monitor instance's name (default: derived)")
+        p.add_argument(
+            "--instance",
+            metavar="NAME",
+            help="the monitor instance's name (run: default derived from host and cameras; history commands: "
+            "default the configured one, else the history written last)",
+        )
     return parser
 
 

