@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         console=args.console,
         span_s=args.span,
         hours=args.hours,
+        as_program=args.as_program,
     )
 
 
@@ -354,11 +355,13 @@ def _argument_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``monitor`` console script."""
+def main(argv: Sequence[str] | None = None, *, as_program: bool = False) -> int:
+    """The ``monitor`` command line. ``as_program``: this is the process's own command (:func:`program`),
+    which may end the process at once rather than wait for a thread a stopped run left busy."""
     from monitor.offline.judge_eval import DataError
 
     args = build_parser().parse_args(argv)
+    args.as_program = as_program
     if (problem := _argument_problem(args)) is not None:
         return fail(problem)
     load_env_file(Path(".env"))
@@ -385,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def program() -> None:
     """The ``monitor`` program: :func:`main`, then out within EXIT_GRACE_S even if a thread it left holds
     up the interpreter's exit."""
-    code = main()
+    code = main(as_program=True)
     out_within(EXIT_GRACE_S, code)
     sys.exit(code)
 
