@@ -179,6 +179,8 @@ def _calibrate_judge(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         output=args.output,
         log_level=args.log_level,
+        video_labels=args.video_labels,
+        top_share=args.top_share,
     )
 
 
@@ -316,6 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="hidden layers whose mean the probe reads (default 5,6,7,8)",
     )
     cal.add_argument("--l2", type=float, default=100.0, help="ridge penalty of the probe (default 100)")
+    cal.add_argument(
+        "--video-labels",
+        action="store_true",
+        help="each line's label is its video's (an anomalous video also shows normal moments): fit by "
+        "multiple-instance learning",
+    )
+    cal.add_argument(
+        "--top-share",
+        type=float,
+        default=0.25,
+        metavar="Q",
+        help="--video-labels: share of an anomalous video's descriptions taken as its anomalies (default 0.25)",
+    )
     cal.add_argument("--folds", type=int, default=5, help="cross-validation folds across videos (default 5)")
     cal.add_argument("--output", type=Path, default=Path("judge-calibration.json"), metavar="FILE")
 

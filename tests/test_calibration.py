@@ -11,13 +11,22 @@ import numpy as np
 import pytest
 
 from monitor.config import ConfigError, load
-from monitor.offline.calibrate import cv_probe, fit_calibration, fit_logistic, group_folds
+from monitor.offline.calibrate import (
+    MilSettings,
+    cv_probe,
+    fit_calibration,
+    fit_logistic,
+    fit_mil,
+    group_folds,
+    video_bags,
+)
 from pipeline.alerts import AlertSettings
 from pipeline.calibration import FORMAT, JudgeCalibration, layer_mean
 from pipeline.inference import ChatPrompt, ScoreRequest
 from pipeline.judge import Judge, JudgeSettings, expected_score, judge_prompt, probe_request
 from pipeline.prompts import PROBE_PROMPT
 from pipeline.rules import general_rule
+from tests.helpers.cli import monitor_command
 from tests.helpers.media import make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,3 +229,96 @@ async def test_a_calibrated_judge_reads_the_probe_prompt_in_a_pass_of_its_own(ju
     assert whole.user.endswith("\n\nReport: " + text[0] + "\nAnomaly:")
     assert np.isclose(verdict.score, cal.score(cal.features(probe.pooled)[None, :], prompted)[0], atol=1e-5)
     assert not np.isclose(verdict.score, cal.score(cal.features(asked.pooled)[None, :], prompted)[0], atol=1e-3)
+
+
+def test_a_calibration_from_video_labels_ranks_held_back_videos_better(
+    tmp_path: Path, judge_270m: Path, judge_dev: Path
+) -> None:
+    """``calibrate-judge --video-labels``: a site's clips labelled only "had an incident" or "did not"
+    (here: 40 videos of the development set, each line given its video's label), then the held-back
+    videos' descriptions ranked by ``eval-judge`` with and without the calibration."""
+    rows = [json.loads(line) for line in judge_dev.read_text().splitlines()]
+    anomalous = sorted({r["video"] for r in rows if r["label"]})
+    normal = sorted({r["video"] for r in rows} - set(anomalous))
+    fit_videos = set(anomalous[0:60:3] + normal[0:60:3])  # 20 and 20
+    held_videos = set(anomalous[1:60:6] + normal[1:60:6])  # 10 and 10, none of the others
+    assert len(fit_videos) == 40 and len(held_videos) == 20 and not fit_videos & held_videos
+    labelled_videos = tmp_path / "site.jsonl"
+    labelled_videos.write_text(
+        "".join(
+            json.dumps({**r, "label": int(r["video"] in anomalous)}) + "\n" for r in rows if r["video"] in fit_videos
+        )
+    )
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps(r) + "\n" for r in rows if r["video"] in held_videos))
+    out = tmp_path / "cal.json"
+    plain, calibrated = tmp_path / "plain.toml", tmp_path / "calibrated.toml"
+    plain.write_text("[judge]\nsmoothing = 0.5\n")
+    calibrated.write_text(f'[judge]\nsmoothing = 0.5\ncalibration = "{out}"\n')
+
+    def monitor(*args: object) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(monitor_command(*args), cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r
+
+    fitted = monitor(
+        "calibrate-judge", labelled_videos, "--video-labels", "--folds", 4, "--config", plain,
+        "--judge-model", judge_270m, "--output", out,
+    )  # fmt: skip
+    assert "video ROC-AUC" in fitted.stdout and "with calibration:" in fitted.stdout
+    cal = JudgeCalibration.load(out)
+    assert "multiple-instance fit on the video labels of site.jsonl" in cal.note
+
+    def auc(config: Path) -> float:
+        last = monitor("eval-judge", held, "--config", config, "--judge-model", judge_270m).stdout.splitlines()[-1]
+        return float(last.split()[0].removeprefix("roc_auc="))
+
+    prompt_alone, with_calibration = auc(plain), auc(calibrated)
+    print(f"held-back videos: prompt alone {prompt_alone:.4f}, calibrated from video labels {with_calibration:.4f}")
+    assert with_calibration > prompt_alone
+
+
+def test_multiple_instance_learning_finds_the_few_anomalous_moments() -> None:
+    """Anomalous videos whose moments are mostly normal (1 in 5 anomalous), labelled only per video: the
+    multiple-instance probe ranks the anomalous moments above the normal moments of the same videos
+    better than a probe that takes every moment of an anomalous video as anomalous."""
+    rng = np.random.default_rng(3)
+    d, per_video = 20, 10
+    anomaly_dir, scene_dir = np.eye(d)[0], np.eye(d)[1]
+
+    def videos(n: int, anomalous: bool) -> tuple[list[np.ndarray], list[int]]:
+        xs, truth = [], []
+        for _ in range(n):
+            x = rng.normal(size=(per_video, d))
+            hot = np.zeros(per_video, dtype=int)
+            if anomalous:
+                x += 0.5 * scene_dir  # anomalous videos' scenes differ a little: a shortcut for the naive probe
+                hot[rng.choice(per_video, 2, replace=False)] = 1
+                x[hot == 1] += 2.5 * anomaly_dir
+            xs.append(x)
+            truth += hot.tolist()
+        return xs, truth
+
+    def dataset(n: int) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+        pos, tpos = videos(n, True)
+        neg, tneg = videos(n, False)
+        x = np.vstack(pos + neg)
+        names = [f"a{i}" for i in range(n) for _ in range(per_video)] + [
+            f"n{i}" for i in range(n) for _ in range(per_video)
+        ]
+        return x, names, np.array([v.startswith("a") for v in names]), np.array(tpos + tneg, dtype=bool)
+
+    x, names, video_label, _ = dataset(60)
+    xt, _, video_label_t, truth_t = dataset(40)
+    negatives, bags = video_bags(names, video_label)
+
+    def hard_auc(w: np.ndarray, b: float) -> float:  # anomalous moments against the normal ones of their videos
+        z = xt @ w + b
+        pos, neg = z[truth_t], z[video_label_t & ~truth_t]
+        return float((pos[:, None] > neg[None, :]).mean())
+
+    naive = hard_auc(*fit_mil(x, negatives, bags, MilSettings(top_share=1.0, l2=1.0)))
+    mil = hard_auc(*fit_mil(x, negatives, bags, MilSettings(top_share=0.2, l2=1.0)))
+    assert mil > naive + 0.05 and mil > 0.85, (naive, mil)  # measured: 0.811 and 0.908
+    with pytest.raises(ValueError, match="both labels"):
+        video_bags(["a", "a"], np.array([True, True]))

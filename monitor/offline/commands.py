@@ -6,7 +6,9 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -15,12 +17,15 @@ from monitor.config import AppConfig
 from monitor.logs import setup_logging
 from monitor.models import build_client, load_calibration
 from monitor.offline.annotations import AnnotationError, Format, read_annotations
+from monitor.offline.calibrate import MilSettings
 from monitor.offline.judge_eval import (
+    Labelled,
     live_windows,
     probe_features,
     read_labelled,
     report,
     score_windows,
+    smooth_by_video,
     smooth_windows,
 )
 from monitor.options import (
@@ -33,6 +38,7 @@ from monitor.options import (
     load_config,
     with_overrides,
 )
+from pipeline.calibration import JudgeCalibration
 from pipeline.prompts import PROBE_PROMPT
 from pipeline.windows import WindowSettings
 
@@ -272,9 +278,12 @@ def calibrate_judge(
     batch_size: int,
     output: Path,
     log_level: str | None,
+    video_labels: bool = False,
+    top_share: float = 0.25,
 ) -> int:
     """``monitor calibrate-judge``: fit a hidden-state probe of the judge for the configured windows,
-    report its cross-validated effect and write the calibration file."""
+    report its cross-validated effect and write the calibration file. ``video_labels``: each line's label
+    is its video's, and the probe is fitted by multiple-instance learning."""
     from monitor.offline.calibrate import cv_probe, fit_calibration, group_folds
 
     cfg = _batched(_judge_config(config, judge_model, log_level, calibration=False), batch_size)
@@ -285,6 +294,12 @@ def calibrate_judge(
     videos = sorted({it.video for it in items})
     if len(videos) < folds:
         return fail(f"{file}: {len(videos)} videos; cross-validation across videos needs at least {folds}")
+    if video_labels:
+        mixed = sorted({it.video for it in items if it.label != items[[i.video for i in items].index(it.video)].label})
+        if mixed:
+            return fail(f"{file}: --video-labels, but video {mixed[0]} has lines of both labels")
+        if not 0 <= top_share <= 1:
+            return fail(f"--top-share {top_share}: give a share from 0 (the single highest) to 1")
     windows = _windows(cfg, window, stride)
     live = live_windows(items, windows)
     models = build_client(cfg, describe=False)
@@ -304,6 +319,27 @@ def calibrate_judge(
     # one row per description: the probe's features and prompted score of the first window holding it
     x = features[live.first]
     prompted = by_window[live.first]
+    meta: dict[str, Any] = {
+        "model": models.judge.name,
+        "layers": layers,
+        "probe_prompt": PROBE_PROMPT,
+        "fingerprint": models.judge.fingerprint,
+        "prompt": cfg.general_rule.prompt_hash,
+        "windows": (windows.size, windows.stride),
+    }
+    if video_labels:
+        return _fit_from_video_labels(
+            items,
+            x,
+            prompted,
+            y,
+            MilSettings(top_share=top_share, l2=l2),
+            folds,
+            output,
+            file,
+            cfg.judge.smoothing,
+            meta,
+        )
     fold_of = group_folds([it.video for it in items], folds)
     calibrated = 1 / (1 + np.exp(-cv_probe(x, y, fold_of, l2, prompted=prompted)))
     per_window = np.empty(len(live.windows))
@@ -322,19 +358,72 @@ def calibrate_judge(
                 print(f"  {line}")
     print(f"(calibrated figures: {folds}-fold cross-validation across videos)")
     cal = fit_calibration(
-        x,
-        prompted,
-        y,
-        fold_of,
-        model=models.judge.name,
-        layers=layers,
-        probe_prompt=PROBE_PROMPT,
-        l2=l2,
-        note=f"fitted on {file.name}: {len(items)} texts, {len(videos)} videos",
-        fingerprint=models.judge.fingerprint,
-        prompt=cfg.general_rule.prompt_hash,
-        windows=(windows.size, windows.stride),
+        x, prompted, y, fold_of, l2=l2, note=f"fitted on {file.name}: {len(items)} texts, {len(videos)} videos", **meta
     )
+    return _written(cal, output)
+
+
+def _written(cal: JudgeCalibration, output: Path) -> int:
     cal.save(output)
     print(f'written to {output}; use it with\n[judge]\ncalibration = "{output.resolve()}"')
     return EXIT_OK
+
+
+def video_auc(items: Sequence[Labelled], scores: np.ndarray) -> float:
+    """ROC-AUC of the videos (label: their lines'), each scored by its highest description."""
+    best: dict[str, tuple[float, int]] = {}
+    for it, s in zip(items, scores, strict=True):
+        best[it.video] = (max(best.get(it.video, (-1.0, 0))[0], float(s)), it.label)
+    x = np.array([s for s, _ in best.values()])
+    y = np.array([lab for _, lab in best.values()], dtype=bool)
+    pos, neg = x[y], x[~y]
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+def _fit_from_video_labels(
+    items: list[Labelled],
+    x: np.ndarray,
+    prompted: np.ndarray,
+    y: np.ndarray,
+    settings: MilSettings,
+    folds: int,
+    output: Path,
+    file: Path,
+    smoothing: float,
+    meta: dict[str, Any],
+) -> int:
+    """The multiple-instance fit of ``calibrate-judge --video-labels``: its cross-validated effect on the
+    ranking of held-out videos, then the calibration from every video."""
+    from monitor.offline.calibrate import fit_mil_calibration, group_folds
+
+    videos = [it.video for it in items]
+    fold_of = group_folds(videos, folds)
+    held = np.empty(len(items))
+    for f in np.unique(fold_of):
+        tr, te = fold_of != f, fold_of == f
+        if len(set(y[tr])) < 2:
+            return fail(f"{file}: too few videos of one label for {folds} folds; give more or fewer --folds")
+        cal = fit_mil_calibration(
+            x[tr], prompted[tr], [v for v, t in zip(videos, tr, strict=True) if t], y[tr], settings, folds=folds, **meta
+        )
+        held[te] = cal.score(x[te], prompted[te])
+    smooth = smooth_by_video(items, held, smoothing) if smoothing < 1 else held
+    base = smooth_by_video(items, prompted, smoothing) if smoothing < 1 else prompted
+    print(
+        f"video labels: {len(set(videos))} videos, {int(y.sum())} lines of anomalous videos, "
+        f"top share {settings.top_share:g}"
+    )
+    print(f"video ROC-AUC (each video by its highest description, smoothed {smoothing:g}), {folds}-fold across videos:")
+    print(f"  prompted judge:   {video_auc(items, base):.4f}")
+    print(f"  with calibration: {video_auc(items, smooth):.4f}")
+    cal = fit_mil_calibration(
+        x,
+        prompted,
+        videos,
+        y,
+        settings,
+        folds=folds,
+        note=f"multiple-instance fit on the video labels of {file.name}: {len(items)} texts, {len(set(videos))} videos",
+        **meta,
+    )
+    return _written(cal, output)
