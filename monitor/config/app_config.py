@@ -19,6 +19,7 @@ from monitor.config.prometheus import PrometheusConfig
 from monitor.config.store import StoreConfig
 from pipeline.alerts import AlertSettings
 from pipeline.clips import ClipSettings
+from pipeline.engines.openai import OpenAISettings
 from pipeline.rules import Rule, check_rules, general_rule
 from pipeline.sampling import SamplingSettings
 from pipeline.settings import Settings
@@ -96,6 +97,13 @@ class AppConfig(Settings):
     def judge_backend(self) -> str:
         """Where the judge runs: ``[judge] backend``, else as ``[model] backend``."""
         return self.judge.backend or self.model.backend
+
+    @property
+    def judge_server(self) -> OpenAISettings:
+        """The server of a judge whose backend is ``openai``: ``[judge.openai]``, else ``[model.openai]``."""
+        server = self.judge.openai or self.model.openai
+        assert server is not None, "validated: a judge on a server has one"
+        return server
 
     @field_validator("cameras")
     @classmethod

@@ -188,8 +188,7 @@ def leave(code: int, summary: RunSummary, *, as_program: bool) -> int:
 def judge_line(cfg: AppConfig) -> str:
     """Which judge a configuration runs, where, and with what calibration."""
     if cfg.judge_backend == "openai":
-        server = cfg.judge.openai or cfg.model.openai
-        assert server is not None  # validated
+        server = cfg.judge_server
         where = f"{server.model} on {server.base_url}"
         own = cfg.judge.openai is not None or cfg.judge.model is not None
         return f"{where} (a server{'' if own else ': the VLM itself'}; no calibration: it reads hidden states)"
@@ -245,8 +244,7 @@ def _summary_judge(cfg: AppConfig, store: EventStore, judge_model: str | None) -
     if judge_model:
         return with_overrides(cfg, judge_model=judge_model), f"{judge_model} (--judge-model)"
     if cfg.judge_backend == "openai":
-        server = cfg.judge.openai or cfg.model.openai
-        assert server is not None  # validated
+        server = cfg.judge_server
         return cfg, f"{server.model} on {server.base_url} ([judge] of the configuration)"
     last = store.last_run()
     if last is not None and last.judge_backend == "transformers" and last.judge:

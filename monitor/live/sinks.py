@@ -38,8 +38,7 @@ def run_record(cfg: AppConfig) -> RunRecord:
     """This run as its history notes it: the judge it runs (a local model folder made absolute, so that a
     later ``monitor summarize`` elsewhere finds it) and where its results go."""
     if cfg.judge_backend == "openai":
-        server = cfg.judge.openai or cfg.model.openai
-        judge = server.model if server is not None else ""
+        judge = cfg.judge_server.model
     else:
         judge = cfg.judge.model or cfg.model.id
         if Path(judge).expanduser().is_dir():
