@@ -235,14 +235,14 @@ def test_a_calibration_from_video_labels_ranks_held_back_videos_better(
     tmp_path: Path, judge_270m: Path, judge_dev: Path
 ) -> None:
     """``calibrate-judge --video-labels``: a site's clips labelled only "had an incident" or "did not"
-    (here: 40 videos of the development set, each line given its video's label), then the held-back
+    (here: 58 videos of the development set, each line given its video's label), then the held-back
     videos' descriptions ranked by ``eval-judge`` with and without the calibration."""
     rows = [json.loads(line) for line in judge_dev.read_text().splitlines()]
     anomalous = sorted({r["video"] for r in rows if r["label"]})
     normal = sorted({r["video"] for r in rows} - set(anomalous))
-    fit_videos = set(anomalous[0:60:3] + normal[0:60:3])  # 20 and 20
-    held_videos = set(anomalous[1:60:6] + normal[1:60:6])  # 10 and 10, none of the others
-    assert len(fit_videos) == 40 and len(held_videos) == 20 and not fit_videos & held_videos
+    fit_videos = set(anomalous[0::2] + normal[0::3])  # 28 and 30
+    held_videos = set(anomalous[1::2] + normal[1::3])  # 27 and 30, none of the others
+    assert len(fit_videos) == 58 and len(held_videos) == 57 and not fit_videos & held_videos
     labelled_videos = tmp_path / "site.jsonl"
     labelled_videos.write_text(
         "".join(

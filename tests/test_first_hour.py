@@ -34,7 +34,7 @@ def test_the_readme_sequence_finds_what_the_quick_start_made(tmp_path: Path, jud
     def monitor(*args: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run(monitor_command(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
-    run = monitor(*quick_start(), "--max-seconds", 60)
+    run = monitor(*quick_start(), "--max-seconds", 25)
     assert run.returncode == 0, run.stderr[-3000:]
     runs = state / "runs"
     (first,) = [p for p in runs.iterdir() if p.name != "latest"]
@@ -46,7 +46,7 @@ def test_the_readme_sequence_finds_what_the_quick_start_made(tmp_path: Path, jud
     # an event: the same source and models, with a threshold the random model's score crosses
     low = tmp_path / "low.toml"
     low.write_text("[alerting]\nthreshold = 0.01\nhysteresis = 0.0\n")
-    again = monitor(*quick_start(), "--config", low, "--max-seconds", 30)
+    again = monitor(*quick_start(), "--config", low, "--max-seconds", 20)
     assert again.returncode == 0, again.stderr[-3000:]
     second = (runs / "latest").resolve()
     assert second != first.resolve() and first.is_dir()  # a folder each; the first one kept
