@@ -269,13 +269,18 @@ def test_a_calibration_from_video_labels_ranks_held_back_videos_better(
     cal = JudgeCalibration.load(out)
     assert "multiple-instance fit on the video labels of site.jsonl" in cal.note
 
-    def auc(config: Path) -> float:
-        last = monitor("eval-judge", held, "--config", config, "--judge-model", judge_270m).stdout.splitlines()[-1]
-        return float(last.split()[0].removeprefix("roc_auc="))
+    def auc(config: Path) -> tuple[float, float]:
+        """eval-judge on the held-back videos: the ranking of the videos, and of the descriptions."""
+        lines = monitor("eval-judge", held, "--config", config, "--judge-model", judge_270m).stdout.splitlines()
+        (videos,) = [float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith("roc_auc of videos")]
+        return videos, float(lines[-1].split()[0].removeprefix("roc_auc="))
 
     prompt_alone, with_calibration = auc(plain), auc(calibrated)
-    print(f"held-back videos: prompt alone {prompt_alone:.4f}, calibrated from video labels {with_calibration:.4f}")
-    assert with_calibration > prompt_alone
+    print(f"held-back videos (videos, descriptions): prompt alone {prompt_alone}, calibrated {with_calibration}")
+    # what video labels teach is which clips had an incident: the held-back videos rank better (measured
+    # 0.8716 -> 0.8778; 0.783 -> 0.839 in the command's own folds). The descriptions, against their own
+    # labels, do not (0.8428 -> 0.8317): docs/judge.md says why.
+    assert with_calibration[0] > prompt_alone[0]
 
 
 def test_multiple_instance_learning_finds_the_few_anomalous_moments() -> None:

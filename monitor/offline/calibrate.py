@@ -135,8 +135,8 @@ class MilSettings:
     negative; an anomalous video holds at least one positive, and its bag is scored by the mean logit of
     its highest ``top_share`` of descriptions (0: its single highest)."""
 
-    top_share: float = 0.25
-    l2: float = 100.0
+    top_share: float = 0.5
+    l2: float = 10.0
     rounds: int = 6
     """Alternations of choosing each anomalous video's highest descriptions and refitting on them."""
 

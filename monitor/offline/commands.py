@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -260,7 +261,12 @@ def eval_judge(
         print(f"{failed} of {len(scores)} windows were not judged (the model did not answer; see the log)")
         if not judged.any():
             return fail("no window was judged", EXIT_FAILED)
-    for line in report([it for it, ok in zip(items, judged, strict=True) if ok], per_item[judged]).lines():
+    kept = [it for it, ok in zip(items, judged, strict=True) if ok]
+    anomalous = {it.video for it in kept if it.label}
+    if anomalous and len(anomalous) < len({it.video for it in kept}):
+        as_videos = [dataclasses.replace(it, label=int(it.video in anomalous)) for it in kept]
+        print(f"roc_auc of videos, each by its highest description: {video_auc(as_videos, per_item[judged]):.4f}")
+    for line in report(kept, per_item[judged]).lines():
         print(line)
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -273,18 +279,20 @@ def calibrate_judge(
     layers: tuple[int, ...],
     window: int | None,
     stride: int | None,
-    l2: float,
+    l2: float | None,
     folds: int,
     batch_size: int,
     output: Path,
     log_level: str | None,
     video_labels: bool = False,
-    top_share: float = 0.25,
+    top_share: float = 0.5,
 ) -> int:
     """``monitor calibrate-judge``: fit a hidden-state probe of the judge for the configured windows,
     report its cross-validated effect and write the calibration file. ``video_labels``: each line's label
     is its video's, and the probe is fitted by multiple-instance learning."""
     from monitor.offline.calibrate import cv_probe, fit_calibration, group_folds
+
+    l2 = l2 if l2 is not None else (10.0 if video_labels else 100.0)
 
     cfg = _batched(_judge_config(config, judge_model, log_level, calibration=False), batch_size)
     items = read_labelled(file)
