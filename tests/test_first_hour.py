@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import ROOT, monitor_command
+from tests.helpers.media import make_clip
 
 pytestmark = pytest.mark.slow
 
@@ -43,10 +44,14 @@ def test_the_readme_sequence_finds_what_the_quick_start_made(tmp_path: Path, jud
     assert "monitor events " in run.stderr and f"monitor report {first}" in run.stderr
     assert "random" in run.stderr  # the random test VLM says what it is
 
-    # an event: the same source and models, with a threshold the random model's score crosses
+    # an event: the same models on a short clip, read to its end, with a threshold the random model's
+    # score crosses
     low = tmp_path / "low.toml"
     low.write_text("[alerting]\nthreshold = 0.01\nhysteresis = 0.0\n")
-    again = monitor(*quick_start(), "--config", low, "--max-seconds", 20)
+    clip = make_clip(tmp_path / "walk.mp4", seconds=4, fps=10)
+    models = quick_start()[1:5]
+    assert models[0] == "--model" and models[2] == "--judge-model", models
+    again = monitor("run", *models, "--source", clip, "--config", low)
     assert again.returncode == 0, again.stderr[-3000:]
     second = (runs / "latest").resolve()
     assert second != first.resolve() and first.is_dir()  # a folder each; the first one kept
@@ -55,6 +60,7 @@ def test_the_readme_sequence_finds_what_the_quick_start_made(tmp_path: Path, jud
     # the commands the run printed, as printed: they find the history without --instance
     events = monitor("events", "--format", "json")
     assert events.returncode == 0, events.stderr
+    assert "reading the history of instance" in events.stderr  # two histories: it says which it reads
     listed = json.loads(events.stdout)
     assert listed, "the second run's event is in the history"
     event_id = listed[0]["id"]
@@ -75,8 +81,7 @@ def test_the_readme_sequence_finds_what_the_quick_start_made(tmp_path: Path, jud
     # a history asked for by a name that has none says which ones there are
     wrong = monitor("events", "--instance", "nobody")
     assert wrong.returncode == 2
-    instance = second.name.split("-", 2)[2]
-    assert f"instances with a history there: {instance}" in wrong.stderr, wrong.stderr
+    assert second.name.split("-", 2)[2] in wrong.stderr and first.name.split("-", 2)[2] in wrong.stderr, wrong.stderr
 
 
 def test_old_run_folders_are_pruned(tmp_path: Path) -> None:
