@@ -32,6 +32,7 @@ from tqdm import tqdm
 from benchmarks.common import ROOT
 from monitor.models import build_client
 from monitor.offline.calibrate import MilSettings, fit_mil_calibration
+from monitor.offline.commands import video_auc
 from monitor.offline.judge_eval import Labelled, _each, read_labelled, score_windows, smooth_by_video
 from monitor.options import load_config, with_overrides
 from pipeline.inference import ModelClient
@@ -115,19 +116,6 @@ def layer_features(feats: F, layers: tuple[int, ...]) -> F:
     return np.asarray(feats[:, idx, :].astype(np.float64).mean(axis=1))
 
 
-def bag_auc(items: Sequence[Labelled], scores: F) -> float:
-    """ROC-AUC of the videos, each scored by its highest (smoothed) description."""
-    best: dict[str, float] = {}
-    label: dict[str, int] = {}
-    for it, s in zip(items, scores, strict=True):
-        best[it.video] = max(best.get(it.video, 0.0), float(s))
-        label[it.video] = it.label
-    y = np.array([label[v] for v in best])
-    x = np.array([best[v] for v in best])
-    pos, neg = x[y == 1], x[y == 0]
-    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--uca", type=Path, required=True, help="folder with UCFCrime_Train.json and UCFCrime_Val.json")
@@ -189,12 +177,12 @@ def main() -> None:
         for k in K_CHOICES:
             for l2 in L2_CHOICES:
                 _, raw = fit(layers, MilSettings(top_share=k, l2=l2), model="", probe_prompt="")
-                auc = bag_auc(val, smooth_by_video(val, raw, alpha))
+                auc = video_auc(val, smooth_by_video(val, raw, alpha))
                 results.append((auc, lname, k, l2))
                 print(f"layers {lname:5s} top {k:4.2f} l2 {l2:6.0f}: validation video AUC {auc:.4f}", flush=True)
     print(f"grid fitted in {time.monotonic() - t0:.0f} s")
     auc, lname, k, l2 = max(results)
-    prompt_auc = bag_auc(val, smooth_by_video(val, va_scores, alpha))
+    prompt_auc = video_auc(val, smooth_by_video(val, va_scores, alpha))
     print(
         f"chosen on validation: layers {lname}, top {k}, l2 {l2} (video AUC {auc:.4f}; prompt alone {prompt_auc:.4f})"
     )

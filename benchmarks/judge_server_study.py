@@ -26,8 +26,9 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from benchmarks.common import ROOT
-from benchmarks.judge_mil_study import bag_auc, read_uca, sample_videos
+from benchmarks.judge_mil_study import read_uca, sample_videos
 from monitor.offline.calibrate import MilSettings, fit_mil_calibration
+from monitor.offline.commands import video_auc
 from monitor.offline.judge_eval import Labelled, read_labelled, report, score_windows, smooth_by_video
 from monitor.options import load_config
 from pipeline.engines.openai import OpenAIClient, OpenAISettings
@@ -106,11 +107,11 @@ def main() -> None:
                 z["train_x"], np.full(len(train), 0.5), [it.video for it in train], tr_y,
                 MilSettings(top_share=k, l2=l2), combine_on=va, model="", layers=(0,), probe_prompt="",
             )  # fmt: skip
-            auc = bag_auc(val, smooth_by_video(val, cal.score(z["val_x"], z["val_p"]), alpha))
+            auc = video_auc(val, smooth_by_video(val, cal.score(z["val_x"], z["val_p"]), alpha))
             results.append((auc, k, l2, cal))
             print(f"top {k:4.2f} l2 {l2:6.0f}: validation video AUC {auc:.4f}")
     auc, k, l2, cal = max(results, key=lambda r: r[0])
-    print(f"validation, prompt alone: {bag_auc(val, smooth_by_video(val, z['val_p'], alpha)):.4f}")
+    print(f"validation, prompt alone: {video_auc(val, smooth_by_video(val, z['val_p'], alpha)):.4f}")
     got = report(dev, smooth_by_video(dev, cal.score(z["dev_x"], z["dev_p"]), alpha))
     print(f"chosen on validation: top {k}, l2 {l2}; the development set, scored once:")
     for line in got.lines():

@@ -309,7 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--judge-model", metavar="ID_OR_DIR", help="the model that writes (default: the judge)")
 
     cal = _command(sub, "calibrate-judge", _calibrate_judge, "fit a hidden-state probe of the judge")
-    cal.add_argument("file", type=Path, metavar="FILE.jsonl", help="lines of video, start, text, label")
+    cal.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE.jsonl|DIR",
+        help="lines of video, start, text, label; or the `monitor batch` results of clips kept in normal/ and "
+        "other folders (with --video-labels)",
+    )
     cal.add_argument(
         "--layers",
         type=_layers,

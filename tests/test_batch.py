@@ -148,3 +148,25 @@ def test_malicious_pickles_are_refused(tmp_path: Path) -> None:
         load_plain_pickle(tmp_path / "junk.pkl")
     (tmp_path / "ok.pkl").write_bytes(pickle.dumps({"a": [1, 2.5, "x", None, True]}))
     assert load_plain_pickle(tmp_path / "ok.pkl") == {"a": [1, 2.5, "x", None, True]}
+
+
+def test_a_folder_of_labelled_clips_gives_video_labels(tmp_path: Path, tiny_vlm: Path) -> None:
+    """``calibrate-judge DIR --video-labels`` reads ``monitor batch``'s results of clips kept in ``normal/``
+    and other folders: each description labelled with its clip's folder."""
+    from monitor.offline.judge_eval import read_batch_labelled
+
+    clips = tmp_path / "clips"
+    (clips / "normal").mkdir(parents=True)
+    (clips / "Incident").mkdir()
+    make_clip(clips / "normal" / "hall.mp4", seconds=2)
+    make_clip(clips / "Incident" / "door.mp4", seconds=2)
+    out = tmp_path / "out"
+    r = batch(str(clips), "--model", str(tiny_vlm), "--output", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    items = read_batch_labelled(out)
+    assert {(it.video, it.label) for it in items} == {("normal/hall.mp4", 0), ("Incident/door.mp4", 1)}
+    assert all(it.text for it in items)
+    refused = subprocess.run(
+        monitor_command("calibrate-judge", out), capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert refused.returncode == 2 and "add --video-labels" in refused.stderr

@@ -23,6 +23,7 @@ from monitor.offline.judge_eval import (
     Labelled,
     live_windows,
     probe_features,
+    read_batch_labelled,
     read_labelled,
     report,
     score_windows,
@@ -295,7 +296,12 @@ def calibrate_judge(
     l2 = l2 if l2 is not None else (10.0 if video_labels else 100.0)
 
     cfg = _batched(_judge_config(config, judge_model, log_level, calibration=False), batch_size)
-    items = read_labelled(file)
+    if file.is_dir():  # the batch results of a folder of clips: video labels from their folders
+        if not video_labels:
+            return fail(f"{file}: a folder of batch results gives video labels; add --video-labels")
+        items = read_batch_labelled(file)
+    else:
+        items = read_labelled(file)
     y = np.array([it.label for it in items], dtype=bool)
     if y.all() or not y.any():
         return fail(f"{file}: needs both anomalous (label 1) and normal (label 0) lines")

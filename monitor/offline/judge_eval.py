@@ -45,6 +45,33 @@ class Labelled:
     category: str = ""
 
 
+NORMAL_FOLDER = "normal"
+"""In a folder of labelled clips, the clips under this folder (any case) are the normal ones."""
+
+
+def read_batch_labelled(folder: Path) -> list[Labelled]:
+    """The descriptions ``monitor batch`` wrote for a folder of clips kept in ``normal/`` and other folders
+    (``incident/``, ``theft/``...), each labelled with its video's label: 0 under ``normal/``, else 1."""
+    items: list[Labelled] = []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if not (isinstance(data, dict) and data.get("complete") and isinstance(data.get("descriptions"), list)):
+            continue  # batch_summary.json, eval figures, an unfinished video
+        video = Path(str(data["video"]))
+        if len(video.parts) < 2:
+            raise DataError(f"{path}: video {video} is in no folder: keep the clips in {NORMAL_FOLDER}/ and others")
+        label = 0 if video.parts[0].lower() == NORMAL_FOLDER else 1
+        for d in data["descriptions"]:
+            t = float(d.get("time", 0.0))
+            items.append(Labelled(str(video), t, t, str(d.get("text", "")), label, video.parts[0]))
+    if not items:
+        raise DataError(f"{folder}: no video results of `monitor batch` in it")
+    return items
+
+
 def read_labelled(path: Path) -> list[Labelled]:
     """Read a JSON-lines file of ``video``, ``start``, ``end``, ``text``, ``label`` (and ``category``)."""
     items: list[Labelled] = []
