@@ -37,10 +37,13 @@ def start_run_folder(cfg: AppConfig, *, now: float | None = None) -> AppConfig:
     assert cfg.instance is not None, "bind the instance first"
     base = run_id(cfg.instance, now)
     name, n = base, 2
-    while Path(pattern.replace(RUN, name)).exists():  # two runs of one instance in one second
-        name, n = f"{base}.{n}", n + 1
-    folder = Path(pattern.replace(RUN, name))
-    folder.mkdir(parents=True)
+    while True:
+        folder = Path(pattern.replace(RUN, name))
+        try:
+            folder.mkdir(parents=True)
+            break
+        except FileExistsError:  # two runs of one instance in one second
+            name, n = f"{base}.{n}", n + 1
     runs = folder.parent if Path(pattern).name == RUN else None
     if runs is not None:
         point_latest(runs, folder.name)
