@@ -45,6 +45,8 @@ LAYER_CHOICES: dict[str, tuple[int, ...]] = {"5-8": (5, 6, 7, 8), "6": (6,), "7-
 K_CHOICES = (1.0, 0.5, 0.25, 0.1, 0.0)
 """Share of an anomalous video's descriptions its bag score pools (0: its single highest)."""
 L2_CHOICES = (10.0, 100.0, 1000.0)
+BAG_NEGATIVE_CHOICES = (0.0, 0.25, 0.5)
+"""Share of an anomalous video's lowest descriptions taken as negatives."""
 
 
 def read_uca(path: Path, *, leave_out: Sequence[Labelled]) -> list[Labelled]:
@@ -130,6 +132,10 @@ def main() -> None:
         metavar=("TRAIN", "VAL"),
         help="judge a sample of this many videos of each split, half of them anomalous (seeded; default: all)",
     )
+    ap.add_argument(
+        "--layers", choices=list(LAYER_CHOICES), nargs="+", default=list(LAYER_CHOICES), help="the layer sets tried"
+    )
+    ap.add_argument("--l2", type=float, nargs="+", default=list(L2_CHOICES), help="the penalties tried")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     dev = read_labelled(args.dev)
@@ -173,31 +179,41 @@ def main() -> None:
 
     results = []
     t0 = time.monotonic()
-    for lname, layers in LAYER_CHOICES.items():
+    for lname in args.layers:
+        layers = LAYER_CHOICES[lname]
         for k in K_CHOICES:
-            for l2 in L2_CHOICES:
-                _, raw = fit(layers, MilSettings(top_share=k, l2=l2), model="", probe_prompt="")
-                auc = video_auc(val, smooth_by_video(val, raw, alpha))
-                results.append((auc, lname, k, l2))
-                print(f"layers {lname:5s} top {k:4.2f} l2 {l2:6.0f}: validation video AUC {auc:.4f}", flush=True)
+            for l2 in args.l2:
+                for low in BAG_NEGATIVE_CHOICES:
+                    if low and low + k > 1:
+                        continue
+                    _, raw = fit(layers, MilSettings(top_share=k, l2=l2, bag_negatives=low), model="", probe_prompt="")
+                    auc = video_auc(val, smooth_by_video(val, raw, alpha))
+                    results.append((auc, lname, k, l2, low))
+                    print(
+                        f"layers {lname:5s} top {k:4.2f} l2 {l2:6.0f} lowest as negatives {low:4.2f}: "
+                        f"validation video AUC {auc:.4f}",
+                        flush=True,
+                    )
     print(f"grid fitted in {time.monotonic() - t0:.0f} s")
-    auc, lname, k, l2 = max(results)
+    auc, lname, k, l2, low = max(results)
     prompt_auc = video_auc(val, smooth_by_video(val, va_scores, alpha))
     print(
-        f"chosen on validation: layers {lname}, top {k}, l2 {l2} (video AUC {auc:.4f}; prompt alone {prompt_auc:.4f})"
+        f"chosen on validation: layers {lname}, top {k}, l2 {l2}, lowest {low} as negatives "
+        f"(video AUC {auc:.4f}; prompt alone {prompt_auc:.4f})"
     )
     if args.write is None:
         return
     t0 = time.monotonic()
     cal, _ = fit(
         LAYER_CHOICES[lname],
-        MilSettings(top_share=k, l2=l2),
+        MilSettings(top_share=k, l2=l2, bag_negatives=low),
         model=models.judge.name,
         probe_prompt=PROBE_PROMPT,
         note=(
             f"multiple-instance fit on UCA Train video labels ({len(train)} texts, {len(set(tr_videos))} videos), "
             f"combined with the prompt on UCA Val ({len(val)} texts, {len(set(va_videos))} videos); the development "
-            f"set's videos and texts left out; layers {lname}, top {k}, l2 {l2} chosen on UCA Val"
+            f"set's videos and texts left out; layers {lname}, top {k}, l2 {l2}, lowest {low} as negatives "
+            "chosen on UCA Val"
         ),
         fingerprint=models.judge.fingerprint,
         prompt=rule.prompt_hash,

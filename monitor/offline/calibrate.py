@@ -139,6 +139,9 @@ class MilSettings:
     l2: float = 10.0
     rounds: int = 6
     """Alternations of choosing each anomalous video's highest descriptions and refitting on them."""
+    bag_negatives: float = 0.0
+    """Share of an anomalous video's descriptions, its lowest under the current probe, taken as negatives
+    from the second round on (the normal moments of an incident's own video; 0: none)."""
 
 
 def _top(z: F, bags: Sequence[npt.NDArray[np.int64]], share: float) -> tuple[npt.NDArray[np.int64], F]:
@@ -164,9 +167,14 @@ def fit_mil(
     w, b = np.zeros(x.shape[1]), 0.0
     for r in range(max(1, s.rounds)):
         pos, pw = _top(z, bags, 1.0 if r == 0 else s.top_share)
-        idx = np.concatenate([negatives, pos])
-        y = np.concatenate([np.zeros(len(negatives), dtype=bool), np.ones(len(pos), dtype=bool)])
-        sw = np.concatenate([np.full(len(negatives), 0.5 * n / len(negatives)), pw * 0.5 * n / len(bags)])
+        neg = negatives
+        if r > 0 and s.bag_negatives > 0:
+            low = [bag[np.argsort(z[bag], kind="stable")[: int(s.bag_negatives * len(bag))]] for bag in bags]
+            neg = np.concatenate([negatives, *low])
+            neg = neg[~np.isin(neg, pos)]
+        idx = np.concatenate([neg, pos])
+        y = np.concatenate([np.zeros(len(neg), dtype=bool), np.ones(len(pos), dtype=bool)])
+        sw = np.concatenate([np.full(len(neg), 0.5 * n / len(neg)), pw * 0.5 * n / len(bags)])
         w, b = fit_logistic(x[idx], y, l2=s.l2, sample_weight=sw, init=(w, b))
         z_new = x @ w + b
         if r > 0 and all(
