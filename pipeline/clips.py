@@ -38,6 +38,10 @@ class ClipSettings(Settings):
         return self
 
 
+OFFSET_JUMP_S = 1.0
+"""A change of a segment's clock offset beyond this is a jump (a restarted clock), not a slew."""
+
+
 @dataclass(slots=True)
 class _Segment:
     """Packets of one connection (or one pass over a file): one set of codec parameters, one clock."""
@@ -114,11 +118,13 @@ class PacketRing:
             self._segment = _Segment(template, holder)
 
     def set_offset(self, offset: float) -> None:
-        """Packet time + ``offset`` = stream time, for the current segment (a clock jump starts a new one)."""
+        """Packet time + ``offset`` = stream time, for the current segment. A clock jump (over
+        OFFSET_JUMP_S) starts a new one; a live source's clock slewing towards the wall clock by
+        milliseconds a frame moves the segment's offset (a clip is cut from one segment)."""
         seg = self._segment
         if seg is None:
             return
-        if seg.offset is not None and abs(seg.offset - offset) > 1e-6:
+        if seg.offset is not None and abs(seg.offset - offset) > OFFSET_JUMP_S:
             seg = self._segment = _Segment(seg.template, seg.holder, offset)
         seg.offset = offset
 

@@ -61,6 +61,24 @@ def test_the_ring_is_bounded_and_cuts_from_a_keyframe(tmp_path: Path) -> None:
     assert 0 < small.bytes <= 50_000 and small.span_s < 30
 
 
+def test_a_slewing_clock_keeps_one_segment_and_a_jump_starts_another(tmp_path: Path) -> None:
+    """A live source's clock moves by milliseconds a frame while it slews to the wall clock: the clip still
+    spans all of it (before: each step began a new segment, and clips came out a fraction of a second
+    long under load); a restarted clock (a jump) begins a new one."""
+    video = make_clip(tmp_path / "v.mp4", seconds=6, fps=10, size=(320, 180))
+    ring = PacketRing(seconds=60, max_bytes=10**9)
+    with av.open(str(video)) as c:
+        stream = c.streams.video[0]
+        ring.start_segment(stream)
+        for k, packet in enumerate(c.demux(stream)):
+            ring.set_offset(100.0 - 0.005 * k)  # slewing: 5 ms a frame, 0.3 s in all
+            ring.add(packet)
+    clip = ring.cut(100.5, 105.0)
+    assert clip is not None and clip.start_time < 100.5 and len(clip.packets) >= 40
+    ring.set_offset(200.0)  # a jump
+    assert ring.cut(100.5, 105.0) is not None  # the packets before it stay cuttable, in their own segment
+
+
 def config(tmp_path: Path, url: str, **camera: object) -> AppConfig:
     return validate(
         {
