@@ -77,7 +77,7 @@ def cv_probe(
     out = np.empty(len(y))
     for f in np.unique(folds):
         tr, te = folds != f, folds == f
-        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
+        mu, sd = standardisation(x[tr])
         sw = None if sample_weight is None else sample_weight[tr]
         w, b = fit_logistic((x[tr] - mu) / sd, y[tr], l2=l2, balanced=balanced, sample_weight=sw)
         probe_te = ((x[te] - mu) / sd) @ w + b
@@ -108,11 +108,32 @@ def fit_calibration(
 ) -> JudgeCalibration:
     """Fit the probe on all items (standardised features, classes balanced) and the combination weights on
     its out-of-fold logits, so the combination does not trust an over-fitted probe."""
-    mean = features.mean(axis=0)
-    scale = features.std(axis=0) + 1e-6
-    w, b = fit_logistic((features - mean) / scale, y, l2=l2, balanced=True)
+    mean, scale = standardisation(features)
+    probe = fit_logistic((features - mean) / scale, y, l2=l2, balanced=True)
     oof = cv_probe(features, y, folds, l2)
-    cw, cb = fit_logistic(np.column_stack([oof, logit(prompted)]), y, l2=1e-3, balanced=True)
+    combine = fit_logistic(np.column_stack([oof, logit(prompted)]), y, l2=1e-3, balanced=True)
+    return _calibration(mean, scale, probe, combine, model, layers, probe_prompt, note, fingerprint, prompt, windows)
+
+
+def standardisation(features: F) -> tuple[F, F]:
+    """The mean and scale that standardise ``features`` for a probe."""
+    return features.mean(axis=0), features.std(axis=0) + 1e-6
+
+
+def _calibration(
+    mean: F,
+    scale: F,
+    probe: tuple[F, float],
+    combine: tuple[F, float],
+    model: str,
+    layers: tuple[int, ...],
+    probe_prompt: str,
+    note: str,
+    fingerprint: str,
+    prompt: str,
+    windows: tuple[int, int],
+) -> JudgeCalibration:
+    (w, b), (cw, cb) = probe, combine
     return JudgeCalibration(
         model,
         layers,
@@ -220,11 +241,9 @@ def fit_mil_calibration(
     :func:`fit_mil` on all of ``features``; its combination with the prompted score fitted the same way
     on held-out probe logits: those of ``combine_on`` (features, prompted scores, videos, labels of other
     videos) when given, else out-of-fold logits over ``folds`` folds across videos."""
-    mean = features.mean(axis=0)
-    scale = features.std(axis=0) + 1e-6
-    z = (features - mean) / scale
+    mean, scale = standardisation(features)
     negatives, bags = video_bags(videos, labels)
-    w, b = fit_mil(z, negatives, bags, settings)
+    w, b = fit_mil((features - mean) / scale, negatives, bags, settings)
     if combine_on is not None:
         xc, pc, vc, yc = combine_on
         held = ((xc - mean) / scale) @ w + b
@@ -235,23 +254,10 @@ def fit_mil_calibration(
         for f in np.unique(fold_of):
             tr, te = fold_of != f, fold_of == f
             neg_f, bags_f = video_bags([v for v, t in zip(videos, tr, strict=True) if t], labels[tr])
-            mu, sd = features[tr].mean(0), features[tr].std(0) + 1e-6
+            mu, sd = standardisation(features[tr])
             wf, bf = fit_mil((features[tr] - mu) / sd, neg_f, bags_f, settings)
             held[te] = ((features[te] - mu) / sd) @ wf + bf
     neg_c, bags_c = video_bags(vc, yc)
     stack = np.column_stack([held, logit(pc)])
-    cw, cb = fit_mil(stack, neg_c, bags_c, MilSettings(settings.top_share, l2=1e-3, rounds=settings.rounds))
-    return JudgeCalibration(
-        model,
-        layers,
-        probe_prompt,
-        mean,
-        scale,
-        w,
-        b,
-        (float(cw[0]), float(cw[1]), cb),
-        note,
-        fingerprint,
-        prompt,
-        windows,
-    )
+    combine = fit_mil(stack, neg_c, bags_c, MilSettings(settings.top_share, l2=1e-3, rounds=settings.rounds))
+    return _calibration(mean, scale, (w, b), combine, model, layers, probe_prompt, note, fingerprint, prompt, windows)
