@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from sinks.mqtt_connection import forget_topics, mqtt_client
+from sinks.mqtt_client import forget_topics, mqtt_client
 from sinks.mqtt_settings import MqttSettings
 from sinks.mqtt_topics import ONLINE, Topics
 
